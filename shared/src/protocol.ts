@@ -1,0 +1,80 @@
+/**
+ * Wire frames between agent and hub. Every frame is a msgpack map with a type `t`
+ * and protocol version `v`. Encoding, decoding and shape checks live here, apart
+ * from socket code; golden frames in test/fixtures pin the format.
+ */
+import { Packr } from 'msgpackr';
+import { DovetailError } from './errors.ts';
+
+export const PROTOCOL_VERSION = 1;
+/** Frames above this are refused by both sides (ws maxPayload). Batches are capped well below it. */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+export const AGENT_WS_PATH = '/v1/agents/connect';
+
+/** WebSocket close codes (4000-4999 is the application range). */
+export const CLOSE = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  TOO_LARGE: 1009,
+  PROTOCOL_ERROR: 4000,
+  AUTH_FAILED: 4001,
+  /** Agent revoked or disabled: stop retrying, ask for re-enrollment. */
+  REVOKED: 4003,
+  /** Hub is at its handshake limit: retry with backoff. */
+  BUSY: 4029,
+} as const;
+
+export interface ChallengeFrame { t: 'challenge'; v: number; nonce: Uint8Array; hubKeyId: string; ts: string }
+export interface AuthFrame {
+  t: 'auth'; v: number; agent: string; nonce: Uint8Array; sig: Uint8Array;
+  version: string; host: string; keyId: string;
+}
+export interface ReadyFrame { t: 'ready'; v: number; lastSeq: number; lastHash: Uint8Array }
+export interface BatchFrame { t: 'batch'; v: number; seq: number; body: Uint8Array; sig: Uint8Array }
+export interface AckFrame { t: 'ack'; v: number; seq: number }
+export interface NackFrame { t: 'nack'; v: number; seq: number; code: string; message: string }
+export interface ErrorFrame { t: 'error'; v: number; code: string; message: string }
+export interface StatusFrame { t: 'status'; v: number; status: Record<string, unknown> }
+
+export type AgentFrame = AuthFrame | BatchFrame | StatusFrame;
+export type HubFrame = ChallengeFrame | ReadyFrame | AckFrame | NackFrame | ErrorFrame;
+export type Frame = AgentFrame | HubFrame;
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  return packr.pack(frame);
+}
+
+const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
+const isStr = (x: unknown): x is string => typeof x === 'string';
+const isSeq = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+
+const SHAPES: Record<string, (f: Record<string, unknown>) => boolean> = {
+  challenge: (f) => isBytes(f.nonce) && isStr(f.hubKeyId) && isStr(f.ts),
+  auth: (f) => isStr(f.agent) && isBytes(f.nonce) && isBytes(f.sig) && isStr(f.version) && isStr(f.host) && isStr(f.keyId),
+  ready: (f) => isSeq(f.lastSeq) && isBytes(f.lastHash),
+  batch: (f) => isSeq(f.seq) && isBytes(f.body) && isBytes(f.sig),
+  ack: (f) => isSeq(f.seq),
+  nack: (f) => isSeq(f.seq) && isStr(f.code) && isStr(f.message),
+  error: (f) => isStr(f.code) && isStr(f.message),
+  status: (f) => typeof f.status === 'object' && f.status !== null,
+};
+
+/** Decode and shape-check one frame. Throws DovetailError PROTO_* on anything else. */
+export function decodeFrame(data: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame {
+  if (data.byteLength > maxBytes) throw new DovetailError('PROTO_TOO_LARGE', `frame of ${data.byteLength} bytes exceeds ${maxBytes}`);
+  let f: unknown;
+  try {
+    f = packr.unpack(data);
+  } catch (err) {
+    throw new DovetailError('PROTO_MALFORMED', 'frame is not valid msgpack', {}, { cause: err });
+  }
+  if (!f || typeof f !== 'object' || Array.isArray(f)) throw new DovetailError('PROTO_MALFORMED', 'frame is not a map');
+  const rec = f as Record<string, unknown>;
+  if (rec.v !== PROTOCOL_VERSION) throw new DovetailError('PROTO_UNSUPPORTED_VERSION', `frame version ${String(rec.v)} is not ${PROTOCOL_VERSION}`);
+  const check = typeof rec.t === 'string' ? SHAPES[rec.t] : undefined;
+  if (!check) throw new DovetailError('PROTO_MALFORMED', `unknown frame type ${JSON.stringify(rec.t)}`);
+  if (!check(rec)) throw new DovetailError('PROTO_MALFORMED', `frame "${rec.t}" has missing or mistyped fields`);
+  return rec as unknown as Frame;
+}
