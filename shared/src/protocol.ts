@@ -5,6 +5,8 @@
  */
 import { Packr } from 'msgpackr';
 import { DovetailError } from './errors.ts';
+import { DOMAIN, domainMessage } from './signing.ts';
+import { concatBytes } from './bytes.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Frames above this are refused by both sides (ws maxPayload). Batches are capped well below it. */
@@ -77,4 +79,13 @@ export function decodeFrame(data: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame
   if (!check) throw new DovetailError('PROTO_MALFORMED', `unknown frame type ${JSON.stringify(rec.t)}`);
   if (!check(rec)) throw new DovetailError('PROTO_MALFORMED', `frame "${rec.t}" has missing or mistyped fields`);
   return rec as unknown as Frame;
+}
+
+/**
+ * Bytes an agent signs to answer a challenge: nonce (32 bytes) || agent id || 0x00 || hub key id,
+ * under DOMAIN.auth. Binding the hub key id means a response made for one hub key is useless to another.
+ */
+export function authMessage(nonce: Uint8Array, agentId: string, hubKeyId: string): Uint8Array {
+  const enc = new TextEncoder();
+  return domainMessage(DOMAIN.auth, concatBytes(nonce, enc.encode(agentId), new Uint8Array([0]), enc.encode(hubKeyId)));
 }
