@@ -36,7 +36,9 @@ export interface SignedBatch {
 export const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
 
 export function encodeBatchBody(body: BatchBody): Uint8Array {
-  return packr.pack(body);
+  // A plain Uint8Array copy: msgpackr hands out a Buffer view into its working memory,
+  // and Buffer#slice shares memory, so a stored body must own its bytes.
+  return new Uint8Array(packr.pack(body));
 }
 
 export function decodeBatchBody(bytes: Uint8Array): BatchBody {

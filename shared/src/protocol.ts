@@ -74,9 +74,9 @@ export function decodeFrame(data: Uint8Array, maxBytes = MAX_FRAME_BYTES): Frame
   }
   if (!f || typeof f !== 'object' || Array.isArray(f)) throw new DovetailError('PROTO_MALFORMED', 'frame is not a map');
   const rec = f as Record<string, unknown>;
-  if (rec.v !== PROTOCOL_VERSION) throw new DovetailError('PROTO_UNSUPPORTED_VERSION', `frame version ${String(rec.v)} is not ${PROTOCOL_VERSION}`);
-  const check = typeof rec.t === 'string' ? SHAPES[rec.t] : undefined;
+  const check = typeof rec.t === 'string' && Object.hasOwn(SHAPES, rec.t) ? SHAPES[rec.t] : undefined;
   if (!check) throw new DovetailError('PROTO_MALFORMED', `unknown frame type ${JSON.stringify(rec.t)}`);
+  if (rec.v !== PROTOCOL_VERSION) throw new DovetailError('PROTO_UNSUPPORTED_VERSION', `frame version ${String(rec.v)} is not ${PROTOCOL_VERSION}`);
   if (!check(rec)) throw new DovetailError('PROTO_MALFORMED', `frame "${rec.t}" has missing or mistyped fields`);
   return rec as unknown as Frame;
 }
