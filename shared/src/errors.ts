@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   HUB_DELIVERY_FAILED: 'A destination rejected or did not answer a delivery.',
   HUB_BAD_REQUEST: 'An HTTP API request has a missing or invalid field; the message names it.',
   HUB_KEY_IN_USE: 'The public key offered at enrollment is already registered to another agent.',
+  HUB_INTERNAL: 'The hub hit an unexpected internal error; details are in the hub log.',
   // protocol
   PROTO_MALFORMED: 'A frame could not be decoded.',
   PROTO_TOO_LARGE: 'A frame exceeds the maximum size.',

@@ -43,7 +43,7 @@ test('batch signature covers the exact body bytes under the batch domain', () =>
   const b = signBatch({ v: 1, agent: 'a1', seq: 1, prev: GENESIS_HASH, createdAt: '2026-01-01T00:00:00+00:00', events: [] }, kp.secretKey);
   assert.equal(verifyBatchSignature(b.body, b.sig, kp.publicKey), true);
   const tampered = b.body.slice();
-  tampered[tampered.length - 1] ^= 1;
+  tampered[tampered.length - 1]! ^= 1;
   assert.equal(verifyBatchSignature(tampered, b.sig, kp.publicKey), false);
   // The same signature must not verify as a raw (undomained) message.
   assert.equal(verify(b.body, b.sig, kp.publicKey), false);

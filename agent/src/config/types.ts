@@ -53,12 +53,15 @@ export interface FieldMapping {
   type: FieldType;
   /** Trim trailing CHAR padding (default true for code, false otherwise). */
   trim: boolean;
-  /** ERP value -> canonical value (after trim). Unmapped values: `crosswalkDefault` or a mapping error. */
-  crosswalk?: Record<string, string>;
-  crosswalkDefault?: string;
-  /** Values meaning "no value" (e.g. "1900-01-01" for GP dates, "" for blank CHAR) -> null. */
+  /** ERP value -> canonical value (after trim; null allowed). Unmapped values: `crosswalkDefault` or a mapping error. */
+  crosswalk?: Record<string, string | null>;
+  crosswalkDefault?: string | null;
+  /**
+   * Values meaning "no value" (e.g. "1900-01-01" for GP dates, "" for blank CHAR) -> null.
+   * Compared after trim; for date/datetime fields "1900-01-01" also matches "1900-01-01 00:00:00[.000]".
+   */
   nullIf?: string[];
-  /** Constant value instead of a column. */
+  /** Constant value instead of a column (converted once by `type`; without a type its JS kind picks one). */
   const?: string | number | boolean | null;
   /** Required: a null result is a mapping error (quarantine). Default false. */
   required: boolean;
@@ -87,13 +90,17 @@ export interface CursorConfig {
 export interface TableConfig {
   name: string;
   table: string;
+  /** Key columns (YAML: a list or one name); never empty. */
   key: string[];
+  /** A canonical entity name (ENTITY_NAMES). */
   entity: string;
   strategy: 'cursor' | 'diff' | 'mssql-ct' | 'mssql-cdc';
   cursor?: CursorConfig;
   /** CDC capture instance name (mssql-cdc), default "<schema>_<table>". */
   captureInstance?: string;
+  /** YAML `{ every: "5s" }` ("500ms", "2m", "1h") or `{ cron: "..." }` (node-cron syntax, quoted); default every 5 s. */
   schedule: Schedule;
+  /** Rows per poll/snapshot page; default 5000. */
   pageSize: number;
   where?: string;
   /** Canonical key template from mapped fields, e.g. "{sku}/{warehouse}"; default the single key field value(s) joined by "/". */
@@ -107,7 +114,11 @@ export interface TableConfig {
 export interface SourceConfig {
   type: 'postgres' | 'mssql' | 'odbc';
   system: string;
-  /** Connection string; never logged. */
+  /**
+   * Connection string; never logged. `${env:NAME}` is substituted at load, and a
+   * `password:` / `passwordFile:` is merged in: URL form (scheme://) as the URL's
+   * password, key=value form as `Password={...}` (mssql) or `PWD={...}` (odbc).
+   */
   url: string;
   timeZone: string;
   maxConnections: number;
@@ -119,7 +130,8 @@ export interface SourceConfig {
 export interface AgentConfig {
   /** Absolute path of the config file. */
   configPath: string;
-  agent: { name: string; dataDir: string; logLevel: string };
+  /** dataDir is absolute (resolved against the config file's folder). */
+  agent: { name: string; dataDir: string; logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   hub: {
     url: string;
     maxInFlightBatches: number;

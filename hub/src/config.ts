@@ -1,0 +1,146 @@
+/**
+ * Hub config: YAML -> validate (unknown keys rejected, error names the key path) ->
+ * defaults -> freeze. `${env:NAME}` is expanded in destination url and secret only,
+ * from the env passed in (nothing else here reads process.env).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { DovetailError, ENTITY_NAMES } from '@dovetail/shared';
+
+export interface WebhookDestinationConfig {
+  name: string;
+  type: 'webhook';
+  url: string;
+  /** "whsec_<base64>". */
+  secret: string;
+  /** Entities delivered; empty = all. */
+  entities: string[];
+  /** Default 10. */
+  maxAttempts: number;
+  /** Default 4. */
+  concurrency: number;
+  /** Default 10 000. */
+  timeoutMs: number;
+}
+
+export interface HubConfig {
+  listen: { host: string; port: number };
+  /** Absolute path. */
+  dataDir: string;
+  logLevel: string;
+  maxHandshakes: number;
+  destinations: WebhookDestinationConfig[];
+}
+
+export const DEFAULT_PORT = 8700;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+type Obj = Record<string, unknown>;
+
+function invalid(path: string, msg: string, file: string): never {
+  throw new DovetailError('CONFIG_INVALID', `${file}: ${path}: ${msg}`, { path, file });
+}
+
+function obj(v: unknown, path: string, allowed: string[], file: string): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) invalid(path, 'must be a mapping', file);
+  for (const k of Object.keys(v as Obj)) if (!allowed.includes(k)) invalid(path ? `${path}.${k}` : k, `unknown key (allowed: ${allowed.join(', ')})`, file);
+  return v as Obj;
+}
+
+function str(v: unknown, path: string, file: string): string {
+  if (typeof v !== 'string' || v.length === 0) invalid(path, 'must be a non-empty string', file);
+  return v as string;
+}
+
+function int(v: unknown, path: string, file: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) invalid(path, `must be an integer from ${min} to ${max}`, file);
+  return v as number;
+}
+
+function expandEnv(v: string, path: string, env: Record<string, string | undefined>, file: string): string {
+  return v.replace(/\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+    const val = env[name];
+    if (val === undefined || val === '') invalid(path, `environment variable ${name} is not set`, file);
+    return val as string;
+  });
+}
+
+/** Parses config text. baseDir resolves a relative dataDir (the config file's folder). */
+export function parseHubConfig(text: string, opts: { baseDir: string; env?: Record<string, string | undefined>; file?: string }): HubConfig {
+  const file = opts.file ?? '<config>';
+  const env = opts.env ?? {};
+  let raw: unknown;
+  try {
+    raw = parse(text) ?? {};
+  } catch (err) {
+    throw new DovetailError('CONFIG_PARSE', `${file}: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  const root = obj(raw, '', ['listen', 'dataDir', 'logLevel', 'destinations', 'maxHandshakes'], file);
+  const listen = root.listen === undefined ? {} : obj(root.listen, 'listen', ['host', 'port'], file);
+  const host = listen.host === undefined ? '127.0.0.1' : str(listen.host, 'listen.host', file);
+  const port = listen.port === undefined ? DEFAULT_PORT : int(listen.port, 'listen.port', file, 0, 65535);
+  const dataDir = resolve(opts.baseDir, root.dataDir === undefined ? './hub-data' : str(root.dataDir, 'dataDir', file));
+  const logLevel = root.logLevel === undefined ? 'info' : str(root.logLevel, 'logLevel', file);
+  if (!LOG_LEVELS.includes(logLevel)) invalid('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`, file);
+  const maxHandshakes = root.maxHandshakes === undefined ? 64 : int(root.maxHandshakes, 'maxHandshakes', file, 1, 100_000);
+  const dl = root.destinations === undefined ? [] : root.destinations;
+  if (!Array.isArray(dl)) invalid('destinations', 'must be a list', file);
+  const names = new Set<string>();
+  const destinations = (dl as unknown[]).map((d, i): WebhookDestinationConfig => {
+    const p = `destinations[${i}]`;
+    const o = obj(d, p, ['name', 'type', 'url', 'secret', 'entities', 'maxAttempts', 'concurrency', 'timeoutMs'], file);
+    const name = str(o.name, `${p}.name`, file);
+    if (!/^[A-Za-z0-9_-]+$/.test(name)) invalid(`${p}.name`, 'may contain only letters, digits, "_" and "-"', file);
+    if (names.has(name)) invalid(`${p}.name`, `"${name}" is used by another destination`, file);
+    names.add(name);
+    if (o.type !== 'webhook') invalid(`${p}.type`, 'must be "webhook"', file);
+    const url = expandEnv(str(o.url, `${p}.url`, file), `${p}.url`, env, file);
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      invalid(`${p}.url`, 'must be an http(s) URL', file);
+    }
+    const secret = expandEnv(str(o.secret, `${p}.secret`, file), `${p}.secret`, env, file);
+    if (!/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(secret)) invalid(`${p}.secret`, 'must be "whsec_" followed by base64', file);
+    let entities: string[] = [];
+    if (o.entities !== undefined) {
+      if (!Array.isArray(o.entities)) invalid(`${p}.entities`, 'must be a list of entity names', file);
+      entities = (o.entities as unknown[]).map((e, j) => {
+        if (typeof e !== 'string' || !(ENTITY_NAMES as string[]).includes(e)) invalid(`${p}.entities[${j}]`, `must be one of ${ENTITY_NAMES.join(', ')}`, file);
+        return e as string;
+      });
+    }
+    return {
+      name, type: 'webhook', url, secret, entities,
+      maxAttempts: o.maxAttempts === undefined ? 10 : int(o.maxAttempts, `${p}.maxAttempts`, file, 1, 1000),
+      concurrency: o.concurrency === undefined ? 4 : int(o.concurrency, `${p}.concurrency`, file, 1, 256),
+      timeoutMs: o.timeoutMs === undefined ? 10_000 : int(o.timeoutMs, `${p}.timeoutMs`, file, 1, 600_000),
+    };
+  });
+  return deepFreeze({ listen: { host, port }, dataDir, logLevel, maxHandshakes, destinations });
+}
+
+export function loadHubConfig(path: string, env: Record<string, string | undefined> = {}): HubConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new DovetailError('CONFIG_NOT_FOUND', `cannot read hub config ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: path }, { cause: err });
+  }
+  return parseHubConfig(text, { baseDir: dirname(resolve(path)), env, file: path });
+}
+
+/** Defaults only, for `run` without --config. */
+export function defaultHubConfig(baseDir: string): HubConfig {
+  return parseHubConfig('{}', { baseDir });
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,101 @@
+/**
+ * Webhook connector per the Standard Webhooks spec (standardwebhooks.com):
+ *   POST <url>, body = the canonical event as JSON, serialised once; those bytes are signed and sent.
+ *   webhook-id        = event.id (stable: the receiver's idempotency key across retries)
+ *   webhook-timestamp = unix seconds of this attempt
+ *   webhook-signature = "v1," + base64(HMAC-SHA256(key, `${id}.${timestamp}.${body}`)),
+ *                       key = base64-decoded part of the "whsec_<base64>" secret.
+ *
+ * Outcome (isRetryableStatus): 2xx delivered; 408, 429 and 5xx retried (the receiver
+ * is busy or broken right now, the same request may succeed later); network errors and
+ * timeouts retried; every other status (3xx, 4xx) goes to the DLQ at once, because the
+ * receiver rejected this request and repeating it unchanged cannot succeed. Redirects are
+ * not followed, so a signed body is never forwarded to a host the operator did not name.
+ */
+import { createHmac } from 'node:crypto';
+import type { CanonicalEvent } from '@dovetail/shared';
+import { realTimers, type Connector, type DeliveryResult, type Timers } from './types.ts';
+
+export interface WebhookOptions {
+  url: string;
+  /** "whsec_<base64>". */
+  secret: string;
+  /** Per-request timeout in ms. Default 10 000. */
+  timeoutMs?: number;
+  /** Injected for tests. Default global fetch. */
+  fetch?: typeof fetch;
+  timers?: Timers;
+}
+
+export function decodeWebhookSecret(secret: string): Buffer {
+  const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
+  if (!m) throw new TypeError('webhook secret must be "whsec_" followed by base64');
+  return Buffer.from(m[1]!, 'base64');
+}
+
+export function signWebhook(key: Uint8Array, id: string, timestampSec: number, body: string): string {
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestampSec}.${body}`).digest('base64')}`;
+}
+
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+export function createWebhookConnector(opts: WebhookOptions): Connector {
+  const key = decodeWebhookSecret(opts.secret);
+  const doFetch = opts.fetch ?? fetch;
+  const timers = opts.timers ?? realTimers;
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  return {
+    type: 'webhook',
+    async deliver(event: CanonicalEvent, ctx): Promise<DeliveryResult> {
+      const body = JSON.stringify(event);
+      const ts = Math.floor(timers.now() / 1000);
+      const ac = new AbortController();
+      let timedOut = false;
+      const timer = timers.setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
+      const onStop = () => ac.abort();
+      ctx.signal.addEventListener('abort', onStop, { once: true });
+      try {
+        const res = await doFetch(opts.url, {
+          method: 'POST',
+          redirect: 'manual',
+          signal: ac.signal,
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'dovetail-hub',
+            'webhook-id': event.id,
+            'webhook-timestamp': String(ts),
+            'webhook-signature': signWebhook(key, event.id, ts, body),
+          },
+          body,
+        });
+        // Drain so the connection can be reused; the body is not used.
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
+        return { ok: false, retryable: isRetryableStatus(res.status), status: res.status, error: `HTTP ${res.status} from ${redactUrl(opts.url)}` };
+      } catch (err) {
+        const why = timedOut ? `timeout after ${timeoutMs} ms` : ctx.signal.aborted ? 'aborted by shutdown' : `network error: ${causeText(err)}`;
+        return { ok: false, retryable: true, error: `${why} (${redactUrl(opts.url)})` };
+      } finally {
+        timers.clearTimeout(timer);
+        ctx.signal.removeEventListener('abort', onStop);
+      }
+    },
+  };
+}
+
+function causeText(err: unknown): string {
+  const e = err as { cause?: { code?: string; message?: string }; message?: string };
+  return e.cause?.code ?? e.cause?.message ?? e.message ?? String(err);
+}
+
+/** URLs may embed credentials or tokens in the query; DLQ entries and logs get origin + path only. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '<invalid url>';
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * Agent gateway: the hub end of the agent WebSocket.
+ *
+ * Per connection: challenge -> auth (signature over authMessage with the registered
+ * key, over the nonce sent on THIS connection) -> ready {lastSeq, lastHash} -> batches,
+ * each verified (signature, body, agent/seq, seq order, chain) and acked only after the
+ * event log says it is durable. Any verification failure closes that connection only.
+ *
+ * Ordering: all work for one agent runs on one promise chain (per-agent queue), so a
+ * replacing connection's `ready` is computed only after the old connection's appends
+ * finished, and appends never interleave.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import {
+  AGENT_WS_PATH, CLOSE, DovetailError, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, bytesEqual, decodeBatchBody,
+  decodeFrame, decodeKey, encodeFrame, isDovetailError, sha256, verify, verifyBatchSignature,
+  type AuthFrame, type BatchFrame, type CanonicalEvent, type HubFrame, type Logger,
+} from '@dovetail/shared';
+import type { AgentRecord, HubStore } from '../store/types.ts';
+
+export interface GatewayOptions {
+  store: HubStore;
+  /** Key id of the hub's Ed25519 key; bound into every auth signature. */
+  hubKeyId: string;
+  logger: Logger;
+  /** Injected clock. Default: () => new Date(). */
+  now?: () => Date;
+  /** Connections allowed between upgrade and successful auth. Default 64; extras are closed with CLOSE.BUSY. */
+  maxHandshakes?: number;
+  /** Time an agent has to answer the challenge, ms. Default 10 000. */
+  handshakeTimeoutMs?: number;
+  /** Frames queued per connection before the socket is paused (backpressure). Default 16. */
+  maxQueuedFrames?: number;
+  /** Largest frame accepted, bytes. Default MAX_FRAME_BYTES; larger frames close with 1009. */
+  maxPayloadBytes?: number;
+  /** Injected for tests. Default node:crypto randomBytes. */
+  randomBytes?: (n: number) => Uint8Array;
+}
+
+const NONCE_BYTES = 32;
+
+interface Conn {
+  ws: WebSocket;
+  nonce: Uint8Array;
+  agent: AgentRecord | null;
+  publicKey: Uint8Array | null;
+  queued: number;
+  closed: boolean;
+  handshaking: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+export class AgentGateway {
+  private readonly wss: WebSocketServer;
+  private readonly live = new Map<string, Conn>();
+  private readonly conns = new Set<Conn>();
+  private readonly queues = new Map<string, Promise<void>>();
+  private handshakes = 0;
+  private readonly now: () => Date;
+  private readonly maxHandshakes: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxQueuedFrames: number;
+  private readonly random: (n: number) => Uint8Array;
+  private readonly log: Logger;
+  private closing = false;
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.now = opts.now ?? (() => new Date());
+    this.maxHandshakes = opts.maxHandshakes ?? 64;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
+    this.maxQueuedFrames = opts.maxQueuedFrames ?? 16;
+    this.random = opts.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
+    this.log = opts.logger.child({ component: 'gateway' });
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes ?? MAX_FRAME_BYTES });
+  }
+
+  /** Routes HTTP upgrades on AGENT_WS_PATH to the gateway; other upgrade paths get 404. */
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== AGENT_WS_PATH || this.closing) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+    });
+  }
+
+  isOnline(agentId: string): boolean {
+    return this.live.has(agentId);
+  }
+
+  onlineAgents(): string[] {
+    return [...this.live.keys()];
+  }
+
+  /** Closes the agent's live connection (e.g. after revocation). */
+  disconnect(agentId: string, code: number = CLOSE.REVOKED, reason = 'agent disconnected by operator'): void {
+    const c = this.live.get(agentId);
+    if (c) this.closeConn(c, code, reason);
+  }
+
+  /** Closes every connection with `code` (default 1001) and waits for queued appends to finish. */
+  async close(code: number = CLOSE.GOING_AWAY): Promise<void> {
+    this.closing = true;
+    for (const c of this.conns) this.closeConn(c, code, 'hub shutting down');
+    await Promise.allSettled([...this.queues.values()]);
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const conn: Conn = { ws, nonce: this.random(NONCE_BYTES), agent: null, publicKey: null, queued: 0, closed: false, handshaking: true, timer: null };
+    this.conns.add(conn);
+    ws.on('error', (err) => this.log.debug({ err, remote: req.socket.remoteAddress }, 'agent socket error'));
+    ws.on('close', () => this.onClose(conn));
+    if (this.handshakes >= this.maxHandshakes) {
+      conn.handshaking = false;
+      this.closeConn(conn, CLOSE.BUSY, 'too many handshakes in progress; retry later');
+      return;
+    }
+    this.handshakes++;
+    conn.timer = setTimeout(() => this.closeConn(conn, CLOSE.AUTH_FAILED, 'no auth within the handshake timeout'), this.handshakeTimeoutMs);
+    conn.timer.unref?.();
+    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
+    this.send(conn, { t: 'challenge', v: PROTOCOL_VERSION, nonce: conn.nonce, hubKeyId: this.opts.hubKeyId, ts: this.now().toISOString() });
+  }
+
+  private endHandshake(conn: Conn): void {
+    if (conn.handshaking) {
+      conn.handshaking = false;
+      this.handshakes--;
+    }
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = null;
+  }
+
+  private onClose(conn: Conn): void {
+    conn.closed = true;
+    this.endHandshake(conn);
+    this.conns.delete(conn);
+    if (conn.agent && this.live.get(conn.agent.id) === conn) this.live.delete(conn.agent.id);
+  }
+
+  private onMessage(conn: Conn, data: RawData, isBinary: boolean): void {
+    if (conn.closed) return;
+    let frame;
+    try {
+      if (!isBinary) throw new DovetailError('PROTO_MALFORMED', 'text frames are not part of the protocol');
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      this.fail(conn, err, null);
+      return;
+    }
+    if (frame.t === 'auth') {
+      if (conn.agent || !conn.handshaking) return this.fail(conn, new DovetailError('PROTO_UNEXPECTED', 'auth after the connection was authenticated'), null);
+      // Auth is handled once; later frames wait in the agent queue set up by it.
+      conn.queued++;
+      void this.handleAuth(conn, frame).finally(() => { conn.queued--; });
+      return;
+    }
+    if (!conn.agent) return this.fail(conn, new DovetailError('PROTO_UNEXPECTED', `"${frame.t}" frame before auth`), null);
+    if (frame.t === 'batch') {
+      const f = frame;
+      this.enqueue(conn, () => this.handleBatch(conn, f));
+      return;
+    }
+    if (frame.t === 'status') return; // accepted, not used yet
+    this.fail(conn, new DovetailError('PROTO_UNEXPECTED', `agents do not send "${frame.t}" frames`), null);
+  }
+
+  /** Runs fn on the agent's queue; pauses the socket while too many frames wait. */
+  private enqueue(conn: Conn, fn: () => Promise<void>): void {
+    const agentId = conn.agent!.id;
+    conn.queued++;
+    if (conn.queued >= this.maxQueuedFrames) conn.ws.pause();
+    const prev = this.queues.get(agentId) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      if (conn.closed) return;
+      try {
+        await fn();
+      } catch (err) {
+        this.fail(conn, err, null);
+      }
+    }).finally(() => {
+      conn.queued--;
+      if (conn.queued < this.maxQueuedFrames && conn.ws.isPaused) conn.ws.resume();
+      if (this.queues.get(agentId) === next) this.queues.delete(agentId);
+    });
+    this.queues.set(agentId, next);
+  }
+
+  private async handleAuth(conn: Conn, f: AuthFrame): Promise<void> {
+    let agent: AgentRecord | undefined;
+    try {
+      agent = await this.opts.store.registry.getAgent(f.agent);
+    } catch (err) {
+      this.log.error({ err }, 'registry lookup failed during auth');
+      return this.closeConn(conn, CLOSE.GOING_AWAY, 'hub registry unavailable');
+    }
+    if (conn.closed) return;
+    if (!agent) return this.reject(conn, CLOSE.AUTH_FAILED, 'HUB_UNKNOWN_AGENT', `agent ${f.agent} is not registered`);
+    if (agent.status !== 'active') return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${agent.status}`);
+    const publicKey = decodeKey(agent.publicKey);
+    // The nonce must be the one sent on this connection: an auth frame recorded elsewhere is useless here.
+    const ok = f.keyId === agent.keyId && bytesEqual(f.nonce, conn.nonce) &&
+      verify(authMessage(conn.nonce, agent.id, this.opts.hubKeyId), f.sig, publicKey);
+    if (!ok) return this.reject(conn, CLOSE.AUTH_FAILED, 'HUB_AUTH_FAILED', `challenge signature from agent ${agent.id} does not verify`);
+
+    this.endHandshake(conn);
+    conn.agent = agent;
+    conn.publicKey = publicKey;
+    const old = this.live.get(agent.id);
+    this.live.set(agent.id, conn);
+    if (old && old !== conn) this.closeConn(old, CLOSE.NORMAL, 'replaced by a newer connection of the same agent');
+    this.log.info({ agentId: agent.id, version: f.version, host: f.host }, 'agent connected');
+    const tracked = this.opts.store.registry.updateAgent(agent.id, { lastSeenAt: this.now().toISOString(), version: f.version, host: f.host });
+    tracked.catch((err) => this.log.warn({ err, agentId: agent.id }, 'could not record agent last-seen'));
+    this.enqueue(conn, async () => {
+      const cur = await this.opts.store.log.agentCursor(agent.id);
+      this.send(conn, { t: 'ready', v: PROTOCOL_VERSION, lastSeq: cur.lastSeq, lastHash: cur.lastHash });
+    });
+  }
+
+  private async handleBatch(conn: Conn, f: BatchFrame): Promise<void> {
+    const agent = conn.agent!;
+    const fail = (code: 'PROTO_BAD_SIGNATURE' | 'PROTO_BODY_MISMATCH' | 'PROTO_SEQ_GAP' | 'PROTO_CHAIN_MISMATCH' | 'PROTO_SEQ_CONFLICT' | 'PROTO_MALFORMED', msg: string) =>
+      this.fail(conn, new DovetailError(code, msg, { agentId: agent.id, seq: f.seq }), f.seq);
+
+    // Revocation takes effect on the next frame.
+    const current = await this.opts.store.registry.getAgent(agent.id);
+    if (!current || current.status !== 'active') {
+      return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${current?.status ?? 'unregistered'}`);
+    }
+    if (!verifyBatchSignature(f.body, f.sig, conn.publicKey!)) return fail('PROTO_BAD_SIGNATURE', `batch seq ${f.seq} signature does not verify with agent ${agent.id}'s key`);
+    let body;
+    try {
+      body = decodeBatchBody(f.body);
+    } catch (err) {
+      return this.fail(conn, err, f.seq);
+    }
+    if (body.agent !== agent.id || body.seq !== f.seq) {
+      return fail('PROTO_BODY_MISMATCH', `batch body names agent ${body.agent} seq ${body.seq}, frame is agent ${agent.id} seq ${f.seq}`);
+    }
+    const bad = body.events.findIndex((e) => !isEventShape(e));
+    if (bad >= 0) return fail('PROTO_MALFORMED', `batch seq ${f.seq} event #${bad} lacks id/entity/key`);
+
+    const cur = await this.opts.store.log.agentCursor(agent.id);
+    if (f.seq <= cur.lastSeq) {
+      const stored = await this.opts.store.log.getBatch(agent.id, f.seq);
+      if (stored && bytesEqual(stored.body, f.body)) {
+        this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
+        return;
+      }
+      return fail('PROTO_SEQ_CONFLICT', `seq ${f.seq} is already stored for agent ${agent.id} with different bytes`);
+    }
+    if (f.seq > cur.lastSeq + 1) return fail('PROTO_SEQ_GAP', `batch seq ${f.seq} from agent ${agent.id}, expected ${cur.lastSeq + 1}`);
+    if (!bytesEqual(body.prev, cur.lastHash)) return fail('PROTO_CHAIN_MISMATCH', `batch seq ${f.seq} prev hash does not match the hash of seq ${cur.lastSeq}`);
+
+    // Copy: ws may reuse the frame's buffer once this handler returns.
+    const bodyBytes = new Uint8Array(f.body);
+    await this.opts.store.log.append(agent.id, { seq: f.seq, body: bodyBytes, sig: new Uint8Array(f.sig), hash: sha256(bodyBytes) }, body.events, this.now().toISOString());
+    this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
+  }
+
+  private reject(conn: Conn, closeCode: number, code: 'HUB_UNKNOWN_AGENT' | 'HUB_AGENT_DISABLED' | 'HUB_AUTH_FAILED', message: string): void {
+    this.log.warn({ code }, message);
+    this.send(conn, { t: 'error', v: PROTOCOL_VERSION, code, message });
+    this.closeConn(conn, closeCode, code);
+  }
+
+  /** Verification/protocol failure: tell the agent why (nack for a batch, error otherwise), then close this connection only. */
+  private fail(conn: Conn, err: unknown, seq: number | null): void {
+    if (conn.closed) return;
+    if (!isDovetailError(err)) {
+      // Store failures are ours, not the agent's: it reconnects and resends.
+      this.log.error({ err, agentId: conn.agent?.id }, 'gateway internal error');
+      return this.closeConn(conn, CLOSE.GOING_AWAY, 'hub internal error');
+    }
+    this.log.warn({ code: err.code, agentId: conn.agent?.id, seq }, err.message);
+    const frame: HubFrame = seq === null
+      ? { t: 'error', v: PROTOCOL_VERSION, code: err.code, message: err.message }
+      : { t: 'nack', v: PROTOCOL_VERSION, seq, code: err.code, message: err.message };
+    this.send(conn, frame);
+    this.closeConn(conn, CLOSE.PROTOCOL_ERROR, err.code);
+  }
+
+  private send(conn: Conn, frame: HubFrame): void {
+    if (conn.closed || conn.ws.readyState !== conn.ws.OPEN) return;
+    conn.ws.send(encodeFrame(frame));
+  }
+
+  private closeConn(conn: Conn, code: number, reason: string): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    this.endHandshake(conn);
+    if (conn.agent && this.live.get(conn.agent.id) === conn) this.live.delete(conn.agent.id);
+    // Close reasons are limited to 123 bytes by the WebSocket spec.
+    conn.ws.close(code, reason.slice(0, 120));
+    const t = setTimeout(() => conn.ws.terminate(), 2000);
+    t.unref?.();
+  }
+}
+
+function isEventShape(e: unknown): e is CanonicalEvent {
+  const r = e as Record<string, unknown> | null;
+  return !!r && typeof r === 'object' && typeof r.id === 'string' && typeof r.entity === 'string' && typeof r.key === 'string';
+}

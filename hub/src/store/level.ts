@@ -1,0 +1,202 @@
+/**
+ * LevelDB backend (`level`), the embedded default: one database at <dataDir>/db for
+ * log, registry and delivery state. Appends are single sync batches (fsync before the
+ * promise resolves), so an ack sent after append() survives a crash or power loss.
+ *
+ * Key layout (utf8 keys; numbers zero-padded so key order is numeric order):
+ *   log!<offset>                 -> {a: agentId, s: seq, e: event}
+ *   batch!<agentId>!<seq>        -> StoredBatch
+ *   cursor!<agentId>             -> AgentCursor
+ *   agent!<id> / agentkey!<pk>   -> AgentRecord / id (one key, one agent)
+ *   token!<sha256 hex>           -> EnrollmentTokenRecord
+ *   setting!<key>                -> string
+ *   dcur!<dest> / dtry!<dest>!<offset> / dlq!<dest>!<offset> / dlqn!<dest>
+ */
+import { Level } from 'level';
+import { Packr } from 'msgpackr';
+import { DovetailError, type CanonicalEvent } from '@dovetail/shared';
+import { EMPTY_CURSOR, Mutex, checkNextSeq, checkToken, pad } from './common.ts';
+import type {
+  AgentCursor, AgentRecord, AppendResult, AttemptRecord, BatchToAppend, DeliveryState, DlqEntry,
+  EnrollmentTokenRecord, EventLog, HubStore, LogEntry, Registry, StoredBatch,
+} from './types.ts';
+
+type Db = Level<string, Uint8Array>;
+type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+const enc = (v: unknown): Uint8Array => packr.pack(v);
+const dec = <T>(b: Uint8Array): T => packr.unpack(b) as T;
+/** Buffers from level and msgpackr are Buffer subclasses; callers compare plain bytes. */
+const plain = (b: Uint8Array): Uint8Array => new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+const SYNC = { sync: true } as const;
+// Key ranges end at this character: it sorts after every character our ids and digits use.
+const END = '\xff';
+
+async function getOr<T>(db: Db, key: string): Promise<T | undefined> {
+  const v = await db.get(key);
+  return v === undefined ? undefined : dec<T>(v);
+}
+
+class LevelEventLog implements EventLog {
+  private listeners = new Set<() => void>();
+  private mutex = new Mutex();
+  constructor(private db: Db, private last: number) {}
+
+  append(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): Promise<AppendResult> {
+    return this.mutex.run(async () => {
+      const cur = await this.agentCursor(agentId);
+      checkNextSeq(agentId, cur, batch.seq);
+      const firstOffset = this.last + 1;
+      const ops: Op[] = [];
+      events.forEach((e, i) => ops.push({ type: 'put', key: `log!${pad(firstOffset + i)}`, value: enc({ a: agentId, s: batch.seq, e }) }));
+      const stored: StoredBatch = { seq: batch.seq, body: batch.body, sig: batch.sig, hash: batch.hash, firstOffset, count: events.length, receivedAt };
+      ops.push({ type: 'put', key: `batch!${agentId}!${pad(batch.seq)}`, value: enc(stored) });
+      ops.push({ type: 'put', key: `cursor!${agentId}`, value: enc({ lastSeq: batch.seq, lastHash: batch.hash, events: cur.events + events.length }) });
+      await this.db.batch(ops, SYNC);
+      this.last += events.length;
+      for (const l of this.listeners) l();
+      return { firstOffset, lastOffset: this.last };
+    });
+  }
+  async agentCursor(agentId: string): Promise<AgentCursor> {
+    const c = await getOr<AgentCursor>(this.db, `cursor!${agentId}`);
+    return c ? { lastSeq: c.lastSeq, lastHash: plain(c.lastHash), events: c.events } : { ...EMPTY_CURSOR };
+  }
+  async getBatch(agentId: string, seq: number): Promise<StoredBatch | undefined> {
+    const b = await getOr<StoredBatch>(this.db, `batch!${agentId}!${pad(seq)}`);
+    return b && { ...b, body: plain(b.body), sig: plain(b.sig), hash: plain(b.hash) };
+  }
+  async read(fromOffset: number, limit: number): Promise<LogEntry[]> {
+    const out: LogEntry[] = [];
+    if (limit <= 0) return out;
+    for await (const [k, v] of this.db.iterator({ gte: `log!${pad(Math.max(1, fromOffset))}`, lt: `log!${END}`, limit })) {
+      const r = dec<{ a: string; s: number; e: CanonicalEvent }>(v);
+      out.push({ offset: Number(k.slice(4)), agentId: r.a, seq: r.s, event: r.e });
+    }
+    return out;
+  }
+  async lastOffset(): Promise<number> {
+    return this.last;
+  }
+  watch(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+class LevelRegistry implements Registry {
+  private mutex = new Mutex();
+  constructor(private db: Db) {}
+
+  async putToken(token: EnrollmentTokenRecord): Promise<void> {
+    await this.db.put(`token!${token.hash}`, enc(token), SYNC);
+  }
+  getToken(hash: string): Promise<EnrollmentTokenRecord | undefined> {
+    return getOr(this.db, `token!${hash}`);
+  }
+  enroll(tokenHash: string, agent: Omit<AgentRecord, 'tenant'>, now: Date): Promise<AgentRecord> {
+    return this.mutex.run(async () => {
+      const tok = checkToken(await this.getToken(tokenHash), now);
+      const holder = await getOr<string>(this.db, `agentkey!${agent.publicKey}`);
+      if (holder !== undefined) throw new DovetailError('HUB_KEY_IN_USE', `public key ${agent.keyId} is already registered to agent ${holder}`);
+      const rec: AgentRecord = { ...agent, tenant: tok.tenant };
+      await this.db.batch([
+        { type: 'put', key: `token!${tokenHash}`, value: enc({ ...tok, usedAt: now.toISOString(), agentId: agent.id }) },
+        { type: 'put', key: `agent!${rec.id}`, value: enc(rec) },
+        { type: 'put', key: `agentkey!${rec.publicKey}`, value: enc(rec.id) },
+      ], SYNC);
+      return rec;
+    });
+  }
+  getAgent(id: string): Promise<AgentRecord | undefined> {
+    return getOr(this.db, `agent!${id}`);
+  }
+  async listAgents(): Promise<AgentRecord[]> {
+    const out: AgentRecord[] = [];
+    for await (const v of this.db.values({ gte: 'agent!', lt: `agent!${END}` })) out.push(dec<AgentRecord>(v));
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+  updateAgent(id: string, patch: Partial<Omit<AgentRecord, 'id'>>): Promise<AgentRecord> {
+    return this.mutex.run(async () => {
+      const a = await this.getAgent(id);
+      if (!a) throw new DovetailError('HUB_NOT_FOUND', `agent ${id} is not registered`, { agentId: id });
+      const next = { ...a, ...patch, id };
+      await this.db.put(`agent!${id}`, enc(next));
+      return next;
+    });
+  }
+  getSetting(key: string): Promise<string | undefined> {
+    return getOr(this.db, `setting!${key}`);
+  }
+  async putSetting(key: string, value: string): Promise<void> {
+    await this.db.put(`setting!${key}`, enc(value), SYNC);
+  }
+}
+
+class LevelDeliveryState implements DeliveryState {
+  private mutex = new Mutex();
+  constructor(private db: Db) {}
+
+  async getCursor(destination: string): Promise<number> {
+    return (await getOr<number>(this.db, `dcur!${destination}`)) ?? 0;
+  }
+  commit(destination: string, offset: number): Promise<void> {
+    return this.mutex.run(async () => {
+      const ops: Op[] = [{ type: 'put', key: `dcur!${destination}`, value: enc(offset) }];
+      for await (const k of this.db.keys({ gte: `dtry!${destination}!`, lte: `dtry!${destination}!${pad(offset)}` })) ops.push({ type: 'del', key: k });
+      await this.db.batch(ops, SYNC);
+    });
+  }
+  getAttempt(destination: string, offset: number): Promise<AttemptRecord | undefined> {
+    return getOr(this.db, `dtry!${destination}!${pad(offset)}`);
+  }
+  async recordAttempt(destination: string, record: AttemptRecord): Promise<void> {
+    await this.db.put(`dtry!${destination}!${pad(record.offset)}`, enc(record));
+  }
+  addDlq(destination: string, entry: DlqEntry): Promise<void> {
+    return this.mutex.run(async () => {
+      const key = `dlq!${destination}!${pad(entry.offset)}`;
+      const exists = (await this.db.get(key)) !== undefined;
+      const n = await this.dlqCount(destination);
+      await this.db.batch([
+        { type: 'put', key, value: enc(entry) },
+        { type: 'put', key: `dlqn!${destination}`, value: enc(exists ? n : n + 1) },
+        { type: 'del', key: `dtry!${destination}!${pad(entry.offset)}` },
+      ], SYNC);
+    });
+  }
+  async listDlq(destination: string, limit: number): Promise<DlqEntry[]> {
+    const out: DlqEntry[] = [];
+    for await (const v of this.db.values({ gte: `dlq!${destination}!`, lt: `dlq!${destination}!${END}`, limit })) out.push(dec<DlqEntry>(v));
+    return out;
+  }
+  async dlqCount(destination: string): Promise<number> {
+    return (await getOr<number>(this.db, `dlqn!${destination}`)) ?? 0;
+  }
+}
+
+/**
+ * Opens (creating if needed) the LevelDB store at `location` (normally <dataDir>/db).
+ * Throws HUB_ALREADY_RUNNING when another process holds the LOCK.
+ */
+export async function openLevelStore(location: string): Promise<HubStore> {
+  const db: Db = new Level<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    if (cause?.code === 'LEVEL_LOCKED') {
+      throw new DovetailError('HUB_ALREADY_RUNNING', `another hub process holds ${location} (LevelDB LOCK)`, { location }, { cause: err });
+    }
+    throw err;
+  }
+  let last = 0;
+  for await (const k of db.keys({ gte: 'log!', lt: `log!${END}`, reverse: true, limit: 1 })) last = Number(k.slice(4));
+  return {
+    log: new LevelEventLog(db, last),
+    registry: new LevelRegistry(db),
+    delivery: new LevelDeliveryState(db),
+    close: () => db.close(),
+  };
+}
