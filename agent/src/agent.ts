@@ -18,6 +18,7 @@ import { loadIdentity } from './identity/identity.ts';
 import { Scheduler } from './schedule/index.ts';
 import { TableRunner, unknownTable } from './table-runner.ts';
 import { AGENT_VERSION } from './version.ts';
+import { SnapshotProgress } from './progress.ts';
 
 export type AgentState = 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -41,6 +42,7 @@ export class Agent {
   private uplink: Uplink | undefined;
   private outbox: Outbox | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
   private connectAttempt = 0;
   private connecting: Promise<void> | undefined;
 
@@ -84,6 +86,11 @@ export class Agent {
     for (const table of config.tables) void this.scheduler.trigger(table.name);
     this.statusTimer = setInterval(() => void this.writeStatus(), STATUS_EVERY_MS);
     this.statusTimer.unref();
+    if (process.stderr.isTTY) {
+      const progress = new SnapshotProgress(process.stderr);
+      this.progressTimer = setInterval(() => progress.render([...this.runners.values()].map((r) => r.status)), 500);
+      this.progressTimer.unref();
+    }
     log.info({ agentId: identity.agentId, tables: config.tables.map((t) => t.name), source: config.source.type }, 'agent running');
   }
 
@@ -184,6 +191,7 @@ export class Agent {
     this.state = 'stopping';
     this.abort.abort();
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.progressTimer) clearInterval(this.progressTimer);
     // In-flight runs see the aborted signal between pages; wait for them, bounded.
     const drain = this.scheduler?.stop() ?? Promise.resolve();
     await Promise.race([drain, new Promise((r) => setTimeout(r, deadlineMs).unref())]);
