@@ -15,4 +15,4 @@ export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]
 /** Optional and nullable: a mapping may leave it out, or the ERP may hold no value. */
 export const Opt = <T extends TSchema>(t: T) => Type.Optional(Nullable(t));
 /** Source columns the mapping passes through unchanged under `extra`. */
-export const Extra = Type.Optional(Type.Record(Type.String(), Type.Unknown()));
+export const Extra = Opt(Type.Record(Type.String(), Type.Unknown()));

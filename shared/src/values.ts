@@ -128,3 +128,35 @@ export function normalizeOffsetDateTime(s: string): string {
   }
   return `${m[1]}T${time}${m[3] ?? ''}${off === '+00:00' ? '+00:00' : off}`;
 }
+
+/**
+ * Exact `a - b` on decimal strings (as toDecimalString accepts them), with BigInt
+ * arithmetic scaled to the larger of the two scales, so "100.00000" - "25.5" is
+ * "74.50000": the result keeps the column's scale, as the source would print it.
+ * Zero is never negative ("-0.00" -> "0.00").
+ */
+export function subtractDecimal(a: string, b: string): string {
+  const x = toDecimalString(a);
+  const y = toDecimalString(b);
+  if (x === null || y === null) throw new TypeError('subtractDecimal needs two decimal strings');
+  const scale = Math.max(scaleOf(x), scaleOf(y));
+  const diff = scaled(x, scale) - scaled(y, scale);
+  const neg = diff < 0n;
+  const digits = (neg ? -diff : diff).toString().padStart(scale + 1, '0');
+  const int = digits.slice(0, digits.length - scale);
+  const frac = digits.slice(digits.length - scale);
+  return `${neg ? '-' : ''}${int}${scale > 0 ? `.${frac}` : ''}`;
+}
+
+function scaleOf(s: string): number {
+  const dot = s.indexOf('.');
+  return dot < 0 ? 0 : s.length - dot - 1;
+}
+
+/** "-12.5" at scale 3 -> -12500n. */
+function scaled(s: string, scale: number): bigint {
+  const neg = s.startsWith('-');
+  const [int = '0', frac = ''] = (neg ? s.slice(1) : s).split('.');
+  const v = BigInt(int + frac.padEnd(scale, '0'));
+  return neg ? -v : v;
+}

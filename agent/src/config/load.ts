@@ -18,6 +18,7 @@ import {
   formatPath, missingRequired, parseTargetPath, resolveSchemaPath, type PathSegment,
 } from '../mapping/paths.ts';
 import { compileField, DateTimeReader, FieldError } from '../mapping/convert.ts';
+import { expandPresets } from '../presets/index.ts';
 import { ConfigSchema } from './schema.ts';
 import type {
   AgentConfig, ChildConfig, CursorConfig, FieldMapping, FieldType, Schedule, SourceConfig, TableConfig,
@@ -222,7 +223,7 @@ function mergePassword(type: SourceConfig['type'], url: string, password: string
 }
 
 type RawField = string | {
-  column?: string; type?: FieldType; trim?: boolean; crosswalk?: Record<string, string | null>;
+  column?: string; subtract?: string[]; columns?: string[]; timeZone?: string; type?: FieldType; trim?: boolean; crosswalk?: Record<string, string | null>;
   crosswalkDefault?: string | null; nullIf?: string | number | (string | number)[];
   const?: string | number | boolean | null; required?: boolean;
 };
@@ -246,15 +247,22 @@ type RawConfig = {
 function compileFieldConfig(raw: RawField, kp: Seg[], dt: DateTimeReader, issues: Issues): FieldMapping | null {
   if (typeof raw === 'string') return { column: raw, type: 'string', trim: false, required: false };
   const hasConst = Object.prototype.hasOwnProperty.call(raw, 'const');
-  if (hasConst && raw.column !== undefined) {
-    issues.add(kp, 'give either column or const, not both');
+  const sources = [raw.column !== undefined && 'column', hasConst && 'const', raw.subtract !== undefined && 'subtract', raw.columns !== undefined && 'columns'].filter(Boolean);
+  if (sources.length > 1) {
+    issues.add(kp, sources.length === 2 && hasConst && raw.column !== undefined
+      ? 'give either column or const, not both'
+      : `give only one of column, const, subtract or columns (got ${sources.join(', ')})`);
     return null;
   }
-  if (!hasConst && raw.column === undefined) {
+  if (sources.length === 0) {
     issues.add([...kp, 'column'], 'required (or give const)');
     return null;
   }
-  let type: FieldType = raw.type ?? 'string';
+  if (raw.subtract !== undefined && (raw.type ?? 'decimal') !== 'decimal') {
+    issues.add([...kp, 'type'], `subtract computes a decimal (got type ${raw.type})`);
+    return null;
+  }
+  let type: FieldType = raw.type ?? (raw.subtract !== undefined ? 'decimal' : 'string');
   if (hasConst && raw.type === undefined) {
     const c = raw.const;
     if (typeof c === 'boolean') type = 'boolean';
@@ -266,6 +274,19 @@ function compileFieldConfig(raw: RawField, kp: Seg[], dt: DateTimeReader, issues
   }
   const fm: FieldMapping = { type, trim: raw.trim ?? type === 'code', required: raw.required ?? false };
   if (raw.column !== undefined) fm.column = raw.column;
+  if (raw.subtract !== undefined) fm.subtract = [raw.subtract[0]!, raw.subtract[1]!];
+  if (raw.columns !== undefined) fm.columns = [...raw.columns];
+  if (raw.timeZone !== undefined) {
+    if (type !== 'datetime') {
+      issues.add([...kp, 'timeZone'], `only valid with type datetime (type is ${type})`);
+      return null;
+    }
+    if (!isValidTimeZone(raw.timeZone)) {
+      issues.add([...kp, 'timeZone'], `not a known IANA time zone (got ${JSON.stringify(raw.timeZone)})`);
+      return null;
+    }
+    fm.timeZone = raw.timeZone;
+  }
   if (raw.crosswalk !== undefined) fm.crosswalk = { ...raw.crosswalk };
   if (raw.crosswalkDefault !== undefined) fm.crosswalkDefault = raw.crosswalkDefault;
   if (raw.nullIf !== undefined) fm.nullIf = (Array.isArray(raw.nullIf) ? raw.nullIf : [raw.nullIf]).map(String);
@@ -386,6 +407,8 @@ function compileTable(t: RawTable, i: number, src: SourceConfig, dt: DateTimeRea
       const fm = target !== undefined ? map[target] : undefined;
       if (!fm) {
         issues.add([...kp, 'keyTemplate'], `{${h}} is not a mapped field`);
+      } else if (fm.subtract !== undefined || fm.columns !== undefined) {
+        issues.add([...kp, 'keyTemplate'], `{${h}} is computed from several columns; a key field must map one key column`);
       } else if (fm.column !== undefined && !key.includes(fm.column)) {
         // Deletes carry only the key columns; a key built from other columns could not be rebuilt for them.
         issues.add([...kp, 'keyTemplate'], `{${h}} maps column ${fm.column}, which is not in key [${key.join(', ')}]`);
@@ -454,7 +477,10 @@ export function parseAgentConfig(yamlText: string, configPath: string, env: Env 
     issues.add([], 'the file is empty');
     issues.throwIfAny(label, absPath);
   }
-  const raw = substituteEnv(parsed, [], env, issues);
+  const substituted = substituteEnv(parsed, [], env, issues);
+  issues.throwIfAny(label, absPath);
+  // Presets become ordinary tables here, so everything below checks them like hand-written ones.
+  const raw = expandPresets(substituted, (segs, message) => issues.add(segs, message));
   issues.throwIfAny(label, absPath);
   schemaIssues(ConfigSchema, raw, [], issues);
   issues.throwIfAny(label, absPath);

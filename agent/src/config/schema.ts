@@ -19,6 +19,12 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 
 export const FieldLongSchema = Obj({
   column: Opt(Str),
+  /** Computed exact decimal `a - b` of two columns (type decimal). */
+  subtract: Opt(Type.Array(Str, { minItems: 2, maxItems: 2 })),
+  /** Several columns read as one text, joined by "," (for a crosswalk over flags). */
+  columns: Opt(Type.Array(Str, { minItems: 1 })),
+  /** IANA zone of this datetime field's naive values, instead of source.timeZone. */
+  timeZone: Opt(Str),
   type: Opt(oneOf(FIELD_TYPES)),
   trim: Opt(Type.Boolean()),
   crosswalk: Opt(Type.Record(Type.String(), Type.Union([Type.String(), Type.Null()]))),

@@ -43,13 +43,28 @@
  *           orderBy: [line_no]
  *           into: lines                # canonical array path the mapped children go to
  *           map: { lineNumber: { column: line_no, type: code }, ... }
+ *     - name: gp-customers         # or a preset instead of table/key/entity/map/children
+ *       preset: dynamics-gp/customers   # see agent/src/presets; overrides: table, strategy, cursor, where, schedule, map.<path>
  */
 
 export type FieldType = 'string' | 'code' | 'decimal' | 'integer' | 'boolean' | 'datetime' | 'date';
 
 export interface FieldMapping {
-  /** Source column; absent when `const` is given. */
+  /** Source column; absent when `const`, `subtract` or `columns` is given. */
   column?: string;
+  /**
+   * Computed decimal `a - b` of two numeric columns, in exact decimal arithmetic (no
+   * floats); null when either is null. For ERPs that store no derived quantity, e.g.
+   * GP's available = QTYONHND - ATYALLOC. Only with type decimal.
+   */
+  subtract?: [string, string];
+  /**
+   * Several columns read as one value: their texts (trimmed) joined by ",", e.g.
+   * GP's INACTIVE and HOLD flags as "0,1" for a status crosswalk. A null column reads as "".
+   */
+  columns?: string[];
+  /** IANA zone for this datetime field's naive values, instead of source.timeZone (GP's DEX_ROW_TS is UTC). */
+  timeZone?: string;
   type: FieldType;
   /** Trim trailing CHAR padding (default true for code, false otherwise). */
   trim: boolean;

@@ -154,7 +154,7 @@ function compileTree(
     if (!segs) throw new TypeError(`not a canonical path: ${path}`);
     const field = compileField(path, fm, dt);
     fields.set(formatPath(segs), field);
-    insert(root, segs, { kind: 'leaf', field, fromColumn: fm.column !== undefined }, path);
+    insert(root, segs, { kind: 'leaf', field, fromColumn: fm.column !== undefined || fm.subtract !== undefined || fm.columns !== undefined }, path);
   }
   for (const e of extra) insert(root, e.segs, e.draft, e.display);
   return { root: finalize(root, schema, false) as ObjNode, fields };

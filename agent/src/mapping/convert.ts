@@ -2,7 +2,7 @@
  * Per-field value conversion, compiled once per field so the per-row path is one
  * closure call: no config lookups, no JSON, no floats for money.
  */
-import { naiveToOffsetDateTime, normalizeOffsetDateTime, toDecimalString } from '@dovetail/shared';
+import { naiveToOffsetDateTime, normalizeOffsetDateTime, subtractDecimal, toDecimalString } from '@dovetail/shared';
 import type { FieldMapping, FieldType } from '../config/types.ts';
 import type { Row, Value } from '../sources/types.ts';
 
@@ -159,9 +159,23 @@ function nullKey(text: string, dateLike: boolean): string {
   return m ? m[1]! : text;
 }
 
+/** Text of one column for a `columns` field: trimmed, null as "". */
+function partText(v: Value, fail: (r: string) => never): string {
+  if (v === null) return '';
+  if (typeof v === 'string') return v.trim();
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return fail('unexpected value type');
+}
+
 export function compileField(path: string, fm: FieldMapping, dt: DateTimeReader): CompiledField {
   const column = fm.column ?? null;
-  const conv = converterFor(fm.type, fm.trim, dt);
+  const subtract = fm.subtract ?? null;
+  const columns = fm.columns ?? null;
+  if (subtract !== null && fm.type !== 'decimal') throw new TypeError(`${path}: subtract needs type decimal`);
+  // Errors name the columns a computed value came from.
+  const label = column ?? (subtract ? `${subtract[0]} - ${subtract[1]}` : columns ? columns.join(', ') : null);
+  const reader = fm.timeZone !== undefined && fm.timeZone !== dt.timeZone ? new DateTimeReader(fm.timeZone) : dt;
+  const conv = converterFor(fm.type, fm.trim, reader);
   const dateLike = fm.type === 'date' || fm.type === 'datetime';
   const nulls = fm.nullIf && fm.nullIf.length > 0 ? new Set(fm.nullIf.map((s) => nullKey(String(s).trim(), dateLike))) : null;
   const crosswalk = fm.crosswalk ? new Map(Object.entries(fm.crosswalk)) : null;
@@ -171,7 +185,7 @@ export function compileField(path: string, fm: FieldMapping, dt: DateTimeReader)
 
   let current: Value | undefined;
   const fail = (reason: string): never => {
-    throw new FieldError(path, column, reason, current);
+    throw new FieldError(path, label, reason, current);
   };
 
   const convert = (raw: Value | undefined): unknown => {
@@ -193,6 +207,33 @@ export function compileField(path: string, fm: FieldMapping, dt: DateTimeReader)
     return out;
   };
 
+  if (subtract !== null) {
+    const [a, b] = subtract;
+    const decimal = converterFor('decimal', false, dt);
+    const read = (row: Row): unknown => {
+      const x = row[a];
+      const y = row[b];
+      current = x === undefined ? y : x;
+      if (x === undefined || y === undefined) return fail(`column ${x === undefined ? a : b} not in row`);
+      if (x === null || y === null) return convert(null);
+      current = `${String(x)} - ${String(y)}`;
+      return convert(subtractDecimal(decimal(x, fail) as string, decimal(y, fail) as string));
+    };
+    return { path, column: null, read, convert: () => fail('a computed field has no single key column') };
+  }
+  if (columns !== null) {
+    const read = (row: Row): unknown => {
+      let text = '';
+      for (let i = 0; i < columns.length; i++) {
+        const v = row[columns[i]!];
+        current = v;
+        if (v === undefined) return fail(`column ${columns[i]} not in row`);
+        text += (i ? ',' : '') + partText(v, fail);
+      }
+      return convert(text);
+    };
+    return { path, column: null, read, convert: () => fail('a computed field has no single key column') };
+  }
   if (column === null) {
     // Constants are converted once, here; a bad constant is a config error.
     const value = fm.const === undefined || fm.const === null ? null : convert(fm.const);
