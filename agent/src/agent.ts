@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { readdir, rm, mkdir } from 'node:fs/promises';
-import { backoffDelay, isDovetailError, type Logger } from '@dovetail/shared';
+import { backoffDelay, decodeBatchBody, isDovetailError, type Logger } from '@dovetail/shared';
 import type { AgentConfig } from './config/types.ts';
 import type { SourceDriver } from './sources/types.ts';
 import { createDriver } from './sources/registry.ts';
@@ -71,8 +71,10 @@ export class Agent {
       hubUrl: identity.hubUrl || config.hub.url, identity, outbox, logger: log.child({ part: 'uplink' }),
       maxInFlightBatches: config.hub.maxInFlightBatches, reconnectInitialMs: config.hub.reconnectInitialMs,
       reconnectMaxMs: config.hub.reconnectMaxMs, heartbeatMs: config.hub.heartbeatMs, version: AGENT_VERSION, host: hostname(),
+      // Status frames are the hub's heartbeat with health (fleet view), so they follow the heartbeat interval.
+      statusIntervalMs: config.hub.heartbeatMs,
     });
-    this.uplink.setStatusProvider(() => this.statusReport());
+    this.uplink.setStatusProvider(() => this.hubStatusReport());
     this.uplink.on('revoked', () => {
       log.error('the hub revoked or disabled this agent: capture continues into the local buffer, nothing is sent; ask the operator to re-enable it or re-enroll with `dovetail-agent enroll --force`');
     });
@@ -175,6 +177,19 @@ export class Agent {
       uplink: this.uplink?.state,
       tables: [...this.runners.values()].map((r) => r.status),
     };
+  }
+
+  /** statusReport plus the local buffer, for the hub's fleet view: depth, bytes and the age of the oldest unsent batch (lag). */
+  private async hubStatusReport(): Promise<Record<string, unknown>> {
+    const outbox = this.outbox;
+    if (!outbox) return this.statusReport();
+    const stats = await outbox.stats();
+    const [oldest] = stats.depth > 0 ? await outbox.pending(stats.lastAckedSeq, 1) : [];
+    let oldestPendingAt: string | null = null;
+    try {
+      if (oldest) oldestPendingAt = decodeBatchBody(oldest.body).createdAt;
+    } catch { /* a batch we wrote ourselves; if it does not decode the hub says so on send */ }
+    return { ...this.statusReport(), outbox: { ...stats, oldestPendingAt } };
   }
 
   private async writeStatus(): Promise<void> {

@@ -10,6 +10,8 @@ import { readAdminToken, readHubInfo } from './identity.ts';
 
 class UsageError extends Error {}
 
+const CONN = 'Connection options: --data-dir DIR | --config FILE | --hub URL --admin-token T (T: admin.token or an API token)';
+
 const HELP: Record<string, string> = {
   main: `Usage: dovetail-hub <command> [options]
 
@@ -17,6 +19,14 @@ Commands:
   run                 start the hub (agent gateway, HTTP API, delivery)
   agents enroll       issue a one-time enrollment token for a new agent
   agents list         list registered agents
+  agents show ID      one agent: health, buffer, lag, per-table capture state
+  agents disable ID   refuse the agent until enabled (its socket closes at once)
+  agents enable ID    allow a disabled agent again
+  agents revoke ID    refuse the agent for good (it must re-enroll)
+  tokens create       create an operator API token (--scope read|operate|admin)
+  tokens list         list operator API tokens
+  tokens revoke ID    revoke an operator API token
+  audit               operator and admin actions, newest first
   status              agents, stored events, destination cursors and DLQ
 
 Run "dovetail-hub <command> --help" for the options of a command.
@@ -30,22 +40,62 @@ Starts the hub in the foreground and logs JSON lines to stdout.
   --host HOST       overrides listen.host (default 127.0.0.1)
 On first run creates <dataDir>/hub.key and <dataDir>/admin.token (mode 0600).
 SIGINT/SIGTERM shut down gracefully (agent sockets closed with 1001).`,
-  'agents enroll': `Usage: dovetail-hub agents enroll --name NAME [--ttl 1h] [--tenant T] [connection options]
+  'agents enroll': `Usage: dovetail-hub agents enroll --name NAME [--ttl 1h] [--tenant T] [--site S] [connection options]
 
 Prints a one-time enrollment token. Give it to the agent:
   dovetail-agent enroll --hub <url> --token <token>
   --name NAME       agent name shown to operators (required)
   --ttl DURATION    token lifetime: 90s, 30m, 1h, 2d or seconds (default 1h)
-  --tenant T        tenant of the agent (default "default")
-  --json            print {token, expiresAt} as JSON
+  --tenant T        tenant of the agent (default "default", or the API token's tenant)
+  --site S          site name the agent is tied to (optional)
+  --json            print {token, expiresAt, tenant, site} as JSON
 Connection options (a running hub is required):
   --data-dir DIR    find the hub via DIR/hub.json and DIR/admin.token (default ./hub-data)
   --config FILE     use the config's dataDir
-  --hub URL --admin-token T   talk to a hub elsewhere`,
+  --hub URL --admin-token T   talk to a hub elsewhere (T: admin.token or an API token with scope operate)`,
   'agents list': `Usage: dovetail-hub agents list [--json] [connection options]
 
 Lists registered agents: id, name, status, online, last seq, events stored, last seen.
 Connection options: --data-dir DIR | --config FILE | --hub URL --admin-token T`,
+  'agents show': `Usage: dovetail-hub agents show ID [--json] [connection options]
+
+One agent: status, online (heard from within the offline threshold), version, host, last seen,
+buffer depth and bytes, lag (age of the oldest unsent change), per-table capture state, last error.
+${CONN}`,
+  'agents disable': `Usage: dovetail-hub agents disable ID [--json] [connection options]
+
+Disables the agent (scope operate): its socket is closed at once with 4003 and every later
+connection is refused until "agents enable". The agent stops retrying and logs why.
+${CONN}`,
+  'agents enable': `Usage: dovetail-hub agents enable ID [--json] [connection options]
+
+Re-enables a disabled agent (scope operate). Restart the agent process to reconnect.
+${CONN}`,
+  'agents revoke': `Usage: dovetail-hub agents revoke ID [--json] [connection options]
+
+Revokes the agent for good (scope admin): its socket is closed at once with 4003 and it is
+refused from then on. To bring the machine back, issue a new token and re-enroll it.
+${CONN}`,
+  'tokens create': `Usage: dovetail-hub tokens create --scope read|operate|admin [--tenant T] [--name N] [--json] [connection options]
+
+Creates an operator API token and prints it ONCE on the first line (only its sha256 is stored).
+  --scope S     read: GET routes; operate: + disable/enable agents, enrollment tokens; admin: + revoke, tokens
+  --tenant T    the token sees only tenant T (default: all tenants)
+  --name N      label shown in lists and the audit log
+${CONN}`,
+  'tokens list': `Usage: dovetail-hub tokens list [--json] [connection options]
+
+Lists operator API tokens: id, name, scope, tenant, created, revoked (never the tokens).
+${CONN}`,
+  'tokens revoke': `Usage: dovetail-hub tokens revoke ID [--json] [connection options]
+
+Revokes an operator API token; requests with it are refused from then on.
+${CONN}`,
+  audit: `Usage: dovetail-hub audit [--json] [--limit N] [connection options]
+
+Operator and admin actions, newest first: when, who (token id and name), what, target, tenant, from where.
+  --limit N     entries to show, 1 to 1000 (default 50)
+${CONN}`,
   status: `Usage: dovetail-hub status [--json] [connection options]
 
 Shows agents (total/online), stored events, and per destination: cursor, pending, in flight, DLQ.
@@ -54,22 +104,40 @@ Connection options: --data-dir DIR | --config FILE | --hub URL --admin-token T`,
 
 type Flags = Record<string, string | true>;
 
-const KNOWN: Record<string, { value: string[]; bool: string[] }> = {
+const CONNECT = ['data-dir', 'config', 'hub', 'admin-token'];
+/** `id`: the command takes one positional ID, stored as flags.id. */
+const KNOWN: Record<string, { value: string[]; bool: string[]; id?: true }> = {
   run: { value: ['config', 'data-dir', 'port', 'host'], bool: ['help'] },
-  'agents enroll': { value: ['name', 'ttl', 'tenant', 'data-dir', 'config', 'hub', 'admin-token'], bool: ['help', 'json'] },
-  'agents list': { value: ['data-dir', 'config', 'hub', 'admin-token'], bool: ['help', 'json'] },
-  status: { value: ['data-dir', 'config', 'hub', 'admin-token'], bool: ['help', 'json'] },
+  'agents enroll': { value: ['name', 'ttl', 'tenant', 'site', ...CONNECT], bool: ['help', 'json'] },
+  'agents list': { value: CONNECT, bool: ['help', 'json'] },
+  'agents show': { value: CONNECT, bool: ['help', 'json'], id: true },
+  'agents disable': { value: CONNECT, bool: ['help', 'json'], id: true },
+  'agents enable': { value: CONNECT, bool: ['help', 'json'], id: true },
+  'agents revoke': { value: CONNECT, bool: ['help', 'json'], id: true },
+  'tokens create': { value: ['scope', 'tenant', 'name', ...CONNECT], bool: ['help', 'json'] },
+  'tokens list': { value: CONNECT, bool: ['help', 'json'] },
+  'tokens revoke': { value: CONNECT, bool: ['help', 'json'], id: true },
+  audit: { value: ['limit', ...CONNECT], bool: ['help', 'json'] },
+  status: { value: CONNECT, bool: ['help', 'json'] },
 };
+/** Command groups: alone they print the main help. */
+const GROUPS = ['agents', 'tokens'];
 
 export function parseArgs(argv: string[]): { command: string; flags: Flags } {
   const words: string[] = [];
   let i = 0;
   while (i < argv.length && !argv[i]!.startsWith('-')) words.push(argv[i++]!);
   let command = words.join(' ');
-  if (command === 'agents' || command === '') command = command || 'main';
-  if (command !== 'main' && command !== 'agents' && !KNOWN[command]) throw new UsageError(`unknown command "${command}"`);
+  let positional: string | undefined;
+  if (!KNOWN[command] && words.length >= 2 && KNOWN[words.slice(0, -1).join(' ')]?.id) {
+    positional = words.at(-1);
+    command = words.slice(0, -1).join(' ');
+  }
+  if (command === '') command = 'main';
+  if (command !== 'main' && !GROUPS.includes(command) && !KNOWN[command]) throw new UsageError(`unknown command "${command}"`);
   const spec = KNOWN[command] ?? { value: [], bool: ['help'] };
   const flags: Flags = {};
+  if (positional !== undefined) flags.id = positional;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h') { flags.help = true; continue; }
@@ -137,7 +205,16 @@ async function call<T>(t: Target, method: 'GET' | 'POST', path: string, body?: u
   return json as T;
 }
 
-interface AgentView { id: string; name: string; tenant: string; status: string; online: boolean; lastSeq: number; eventsStored: number; lastSeenAt: string | null; host: string | null; version: string | null }
+interface ErrorView { code: string; message: string; at: string | null; table?: string }
+interface AgentView {
+  id: string; name: string; tenant: string; status: string; online: boolean; lastSeq: number; eventsStored: number; lastSeenAt: string | null; host: string | null; version: string | null;
+  site?: string | null; connectedAt?: string | null; statusAt?: string | null; remote?: string | null; agentState?: string | null; uplinkState?: string | null;
+  buffer?: { depth: number; bytes: number; lastAckedSeq: number | null; lastAckAt: string | null; oldestPendingAt: string | null } | null;
+  lagMs?: number | null; lastError?: ErrorView | null;
+  tables?: Array<{ table: string; phase: string; progress: { done: number; total: number } | null; eventsCaptured: number; quarantined: number; lastPollAt: string | null; lastError: ErrorView | null }>;
+}
+interface TokenView { id: string; name: string; scope: string; tenant: string | null; createdAt: string; createdBy: string; revokedAt: string | null }
+interface AuditView { seq: number; at: string; actor: string; actorName: string; action: string; target: string; tenant: string | null; remote: string | null; detail?: Record<string, unknown> }
 interface DestView { name: string; type: string; cursor: number; pending: number; inFlight: number; dlq: number; lastError: string | null }
 
 function table(rows: string[][]): string {
@@ -151,6 +228,51 @@ function agentsTable(agents: AgentView[]): string {
     ['ID', 'NAME', 'TENANT', 'STATUS', 'ONLINE', 'LAST SEQ', 'EVENTS', 'LAST SEEN', 'HOST', 'VERSION'],
     ...agents.map((a) => [a.id, a.name, a.tenant, a.status, a.online ? 'yes' : 'no', String(a.lastSeq), String(a.eventsStored), a.lastSeenAt ?? '-', a.host ?? '-', a.version ?? '-']),
   ]);
+}
+
+const fmtBytes = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
+
+function agentDetail(a: AgentView): string {
+  const lines = [
+    `agent ${a.id} "${a.name}" (tenant ${a.tenant}${a.site ? `, site ${a.site}` : ''})`,
+    `status: ${a.status}, ${a.online ? 'online' : 'offline'}${a.connectedAt && a.online ? ` since ${a.connectedAt}` : ''}; last seen ${a.lastSeenAt ?? 'never'}`,
+    `version ${a.version ?? '-'} on host ${a.host ?? '-'}${a.remote ? ` from ${a.remote}` : ''}${a.agentState ? `; agent ${a.agentState}, uplink ${a.uplinkState ?? '-'}` : ''}`,
+    `hub log: last seq ${a.lastSeq}, ${a.eventsStored} events stored`,
+    a.buffer
+      ? `buffer: ${a.buffer.depth} batches, ${fmtBytes(a.buffer.bytes)} waiting; lag ${a.lagMs ?? '-'} ms (as of ${a.statusAt ?? '-'})`
+      : 'buffer: not reported yet',
+    `last error: ${a.lastError ? `${a.lastError.code}: ${a.lastError.message}${a.lastError.table ? ` (table ${a.lastError.table})` : ''}${a.lastError.at ? ` at ${a.lastError.at}` : ''}` : '-'}`,
+  ];
+  const tables = a.tables ?? [];
+  if (tables.length) {
+    lines.push('', table([
+      ['TABLE', 'PHASE', 'PROGRESS', 'EVENTS', 'QUARANTINED', 'LAST POLL', 'LAST ERROR'],
+      ...tables.map((t) => [t.table, t.phase, t.progress ? `${t.progress.done}/${t.progress.total}` : '-', String(t.eventsCaptured), String(t.quarantined), t.lastPollAt ?? '-', t.lastError ? t.lastError.code : '-']),
+    ]));
+  }
+  return lines.join('\n');
+}
+
+function tokensTable(tokens: TokenView[]): string {
+  if (tokens.length === 0) return 'no API tokens';
+  return table([
+    ['ID', 'NAME', 'SCOPE', 'TENANT', 'CREATED', 'CREATED BY', 'REVOKED'],
+    ...tokens.map((t) => [t.id, t.name, t.scope, t.tenant ?? '(all)', t.createdAt, t.createdBy, t.revokedAt ?? '-']),
+  ]);
+}
+
+function auditTable(entries: AuditView[]): string {
+  if (entries.length === 0) return 'no audit entries';
+  return table([
+    ['SEQ', 'AT', 'ACTOR', 'ACTION', 'TARGET', 'TENANT', 'FROM'],
+    ...entries.map((e) => [String(e.seq), e.at, `${e.actor} (${e.actorName})`, e.action, e.target, e.tenant ?? '-', e.remote ?? '-']),
+  ]);
+}
+
+function requireId(flags: Flags, what: string): string {
+  const id = str(flags, 'id');
+  if (!id) throw new UsageError(`${what} ID is required`);
+  return encodeURIComponent(id);
 }
 
 async function run(flags: Flags, env: Record<string, string | undefined>): Promise<void> {
@@ -180,9 +302,10 @@ async function run(flags: Flags, env: Record<string, string | undefined>): Promi
 
 export async function main(argv: string[], env: Record<string, string | undefined>, out: (s: string) => void): Promise<number> {
   const { command, flags } = parseArgs(argv);
-  if (flags.help || command === 'main' || command === 'agents') {
-    out(HELP[command === 'agents' ? 'main' : command] ?? HELP.main!);
-    return command === 'main' || command === 'agents' ? (flags.help ? 0 : 2) : 0;
+  const group = command === 'main' || GROUPS.includes(command);
+  if (flags.help || group) {
+    out(HELP[group ? 'main' : command] ?? HELP.main!);
+    return group ? (flags.help ? 0 : 2) : 0;
   }
   switch (command) {
     case 'run':
@@ -193,13 +316,56 @@ export async function main(argv: string[], env: Record<string, string | undefine
       if (!name) throw new UsageError('--name is required');
       const ttlSeconds = parseDuration(str(flags, 'ttl') ?? '1h');
       const tenant = str(flags, 'tenant');
-      const r = await call<{ token: string; expiresAt: string }>(target(flags, env), 'POST', '/v1/enrollment-tokens', { name, ttlSeconds, ...(tenant ? { tenant } : {}) });
+      const site = str(flags, 'site');
+      const r = await call<{ token: string; expiresAt: string }>(target(flags, env), 'POST', '/v1/enrollment-tokens', { name, ttlSeconds, ...(tenant ? { tenant } : {}), ...(site ? { site } : {}) });
       out(flags.json ? JSON.stringify(r) : `${r.token}\n# one-time token for "${name}", expires ${r.expiresAt}`);
       return 0;
     }
     case 'agents list': {
       const r = await call<{ agents: AgentView[] }>(target(flags, env), 'GET', '/v1/agents');
       out(flags.json ? JSON.stringify(r.agents, null, 2) : agentsTable(r.agents));
+      return 0;
+    }
+    case 'agents show': {
+      const id = requireId(flags, 'agent');
+      const a = await call<AgentView>(target(flags, env), 'GET', `/v1/agents/${id}`);
+      out(flags.json ? JSON.stringify(a, null, 2) : agentDetail(a));
+      return 0;
+    }
+    case 'agents disable':
+    case 'agents enable':
+    case 'agents revoke': {
+      const action = command.split(' ')[1]!;
+      const id = requireId(flags, 'agent');
+      const a = await call<AgentView>(target(flags, env), 'POST', `/v1/agents/${id}/${action}`);
+      out(flags.json ? JSON.stringify(a, null, 2) : `agent ${a.id} ("${a.name}") is now ${a.status}${action === 'enable' ? '' : '; its connection was closed'}`);
+      return 0;
+    }
+    case 'tokens create': {
+      const scope = str(flags, 'scope');
+      if (scope !== 'read' && scope !== 'operate' && scope !== 'admin') throw new UsageError('--scope must be read, operate or admin');
+      const tenant = str(flags, 'tenant');
+      const name = str(flags, 'name');
+      const r = await call<TokenView & { token: string }>(target(flags, env), 'POST', '/v1/tokens', { scope, ...(tenant ? { tenant } : {}), ...(name ? { name } : {}) });
+      out(flags.json ? JSON.stringify(r) : `${r.token}\n# API token ${r.id} "${r.name}", scope ${r.scope}, ${r.tenant === null ? 'all tenants' : `tenant ${r.tenant}`}; shown once, store it now`);
+      return 0;
+    }
+    case 'tokens list': {
+      const r = await call<{ tokens: TokenView[] }>(target(flags, env), 'GET', '/v1/tokens');
+      out(flags.json ? JSON.stringify(r.tokens, null, 2) : tokensTable(r.tokens));
+      return 0;
+    }
+    case 'tokens revoke': {
+      const id = requireId(flags, 'token');
+      const r = await call<TokenView>(target(flags, env), 'POST', `/v1/tokens/${id}/revoke`);
+      out(flags.json ? JSON.stringify(r, null, 2) : `API token ${r.id} ("${r.name}") revoked at ${r.revokedAt ?? '-'}`);
+      return 0;
+    }
+    case 'audit': {
+      const limitText = str(flags, 'limit') ?? '50';
+      if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new UsageError(`--limit "${limitText}" must be a whole number from 1 to 1000`);
+      const r = await call<{ entries: AuditView[] }>(target(flags, env), 'GET', `/v1/audit?limit=${limitText}`);
+      out(flags.json ? JSON.stringify(r.entries, null, 2) : auditTable(r.entries));
       return 0;
     }
     case 'status': {

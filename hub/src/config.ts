@@ -31,6 +31,10 @@ export interface HubConfig {
   logLevel: string;
   maxHandshakes: number;
   destinations: WebhookDestinationConfig[];
+  fleet: {
+    /** Silence (no status frame, ping or batch) after which a connected agent counts as offline, ms. Default 60 000. */
+    offlineAfterMs: number;
+  };
 }
 
 export const DEFAULT_PORT = 8700;
@@ -76,7 +80,9 @@ export function parseHubConfig(text: string, opts: { baseDir: string; env?: Reco
   } catch (err) {
     throw new DovetailError('CONFIG_PARSE', `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
-  const root = obj(raw, '', ['listen', 'dataDir', 'logLevel', 'destinations', 'maxHandshakes'], file);
+  const root = obj(raw, '', ['listen', 'dataDir', 'logLevel', 'destinations', 'maxHandshakes', 'fleet'], file);
+  const fleetRaw = root.fleet === undefined ? {} : obj(root.fleet, 'fleet', ['offlineAfterMs'], file);
+  const offlineAfterMs = fleetRaw.offlineAfterMs === undefined ? 60_000 : int(fleetRaw.offlineAfterMs, 'fleet.offlineAfterMs', file, 1000, 86_400_000);
   const listen = root.listen === undefined ? {} : obj(root.listen, 'listen', ['host', 'port'], file);
   const host = listen.host === undefined ? '127.0.0.1' : str(listen.host, 'listen.host', file);
   const port = listen.port === undefined ? DEFAULT_PORT : int(listen.port, 'listen.port', file, 0, 65535);
@@ -119,7 +125,7 @@ export function parseHubConfig(text: string, opts: { baseDir: string; env?: Reco
       timeoutMs: o.timeoutMs === undefined ? 10_000 : int(o.timeoutMs, `${p}.timeoutMs`, file, 1, 600_000),
     };
   });
-  return deepFreeze({ listen: { host, port }, dataDir, logLevel, maxHandshakes, destinations });
+  return deepFreeze({ listen: { host, port }, dataDir, logLevel, maxHandshakes, destinations, fleet: { offlineAfterMs } });
 }
 
 export function loadHubConfig(path: string, env: Record<string, string | undefined> = {}): HubConfig {

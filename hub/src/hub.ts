@@ -11,6 +11,7 @@ import type { HubConfig } from './config.ts';
 import { openLevelStore } from './store/level.ts';
 import type { HubStore } from './store/types.ts';
 import { AgentGateway } from './gateway/gateway.ts';
+import { FleetTracker } from './fleet/fleet.ts';
 import { DeliveryRouter } from './delivery/router.ts';
 import { createWebhookConnector } from './delivery/webhook.ts';
 import type { Timers } from './delivery/types.ts';
@@ -56,7 +57,8 @@ export async function startHub(config: HubConfig, opts: StartHubOptions): Promis
     await store.registry.putSetting(ADMIN_TOKEN_SETTING, hashToken(admin.token));
     const identity: HubIdentity = { keyPair: id.keyPair, keyId: id.keyId };
 
-    const gateway = new AgentGateway({ store, hubKeyId: identity.keyId, logger: log, maxHandshakes: config.maxHandshakes, ...(opts.now ? { now: opts.now } : {}) });
+    const fleet = new FleetTracker({ offlineAfterMs: config.fleet.offlineAfterMs, ...(opts.now ? { now: opts.now } : {}) });
+    const gateway = new AgentGateway({ store, fleet, hubKeyId: identity.keyId, logger: log, maxHandshakes: config.maxHandshakes, ...(opts.now ? { now: opts.now } : {}) });
     const router = new DeliveryRouter({
       log: store.log, state: store.delivery, logger: log, ...(opts.timers ? { timers: opts.timers } : {}),
       destinations: config.destinations.map((d) => ({
@@ -66,6 +68,7 @@ export async function startHub(config: HubConfig, opts: StartHubOptions): Promis
     });
     const app = await buildApi({
       store, identity, logger: log, isOnline: (a) => gateway.isOnline(a), destinations: () => router.status(), ...(opts.now ? { now: opts.now } : {}),
+      fleet, disconnect: (agentId, code, reason) => gateway.disconnect(agentId, code, reason),
     });
     gateway.attach(app.server);
     await router.start();

@@ -39,7 +39,7 @@ export function loadOrCreateHubKey(dataDir: string): HubIdentity & { created: bo
   return { keyPair, keyId: keyId(keyPair.publicKey), created, looseMode };
 }
 
-export function newToken(kind: 'admin' | 'enroll'): string {
+export function newToken(kind: 'admin' | 'enroll' | 'api'): string {
   return `dvt_${kind}_${randomBytes(32).toString('base64url')}`;
 }
 

@@ -10,3 +10,6 @@ export { buildApi, ADMIN_TOKEN_SETTING, DEFAULT_TOKEN_TTL_SECONDS, type ApiDeps 
 export { loadHubConfig, parseHubConfig, defaultHubConfig, DEFAULT_PORT, type HubConfig, type WebhookDestinationConfig } from './config.ts';
 export { startHub, type Hub, type HubState, type StartHubOptions } from './hub.ts';
 export { hashToken, readHubInfo, readAdminToken, HUB_KEY_FILE, ADMIN_TOKEN_FILE, HUB_INFO_FILE, type HubIdentity, type HubInfo } from './identity.ts';
+export { FleetTracker, parseStatusReport, DEFAULT_OFFLINE_AFTER_MS, type FleetOptions, type LiveView, type TableView, type BufferView, type ErrorView } from './fleet/fleet.ts';
+export { BOOTSTRAP_ADMIN, API_VERSION, type Principal } from './http/api.ts';
+export { buildOpenApi, collectRoutes, type RouteDoc, type RouteConfig } from './http/openapi.ts';

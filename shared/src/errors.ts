@@ -40,6 +40,9 @@ export const ERROR_CODES = {
   HUB_BAD_REQUEST: 'An HTTP API request has a missing or invalid field; the message names it.',
   HUB_KEY_IN_USE: 'The public key offered at enrollment is already registered to another agent.',
   HUB_INTERNAL: 'The hub hit an unexpected internal error; details are in the hub log.',
+  HUB_FORBIDDEN: 'The operator API token is valid but its scope or tenant does not allow this action.',
+  HUB_TENANT_MISMATCH: 'An agent tried to write events claiming another registered agent (or tenant) as their source.',
+  HUB_CONFLICT: 'The request conflicts with the current state (e.g. enabling a revoked agent, revoking a revoked token).',
   // protocol
   PROTO_MALFORMED: 'A frame could not be decoded.',
   PROTO_TOO_LARGE: 'A frame exceeds the maximum size.',

@@ -146,4 +146,43 @@ export function hubStoreContract(name: string, makeBackend: () => Promise<HubSto
     assert.deepEqual(await d.listDlq('crm', 10), [entry]);
     assert.equal(await d.getAttempt('crm', 5), undefined);
   });
+
+  withStore('enrollment token site is carried to the agent', async (s) => {
+    await s.registry.putToken({ hash: 'hs', name: 'plant', tenant: 'acme', site: 'dallas', createdAt: NOW.toISOString(), expiresAt: '2030-01-01T00:00:00.000Z', usedAt: null, agentId: null });
+    const rec = await s.registry.enroll('hs', agentRec('agt_s', 'pks'), NOW);
+    assert.deepEqual([rec.tenant, rec.site], ['acme', 'dallas']);
+    assert.equal((await s.registry.getAgent('agt_s'))?.site, 'dallas');
+  });
+
+  withStore('API tokens: stored by id, found by hash, revoked once', async (s) => {
+    const t1 = { id: 'tok_1', name: 'ci', scope: 'read' as const, tenant: 'acme', hash: 'a'.repeat(64), createdAt: NOW.toISOString(), createdBy: 'admin', revokedAt: null };
+    const t2 = { ...t1, id: 'tok_2', name: 'ops', scope: 'admin' as const, tenant: null, hash: 'b'.repeat(64), createdAt: '2024-05-01T08:00:01.000Z' };
+    await s.registry.putApiToken(t2);
+    await s.registry.putApiToken(t1);
+    assert.deepEqual(await s.registry.getApiToken('tok_1'), t1);
+    assert.deepEqual(await s.registry.getApiTokenByHash('b'.repeat(64)), t2);
+    assert.equal(await s.registry.getApiTokenByHash('c'.repeat(64)), undefined);
+    assert.deepEqual((await s.registry.listApiTokens()).map((t) => t.id), ['tok_1', 'tok_2']);
+    const r = await s.registry.revokeApiToken('tok_1', NOW);
+    assert.equal(r.revokedAt, NOW.toISOString());
+    assert.equal((await s.registry.getApiTokenByHash('a'.repeat(64)))?.revokedAt, NOW.toISOString());
+    await rejectsCode(s.registry.revokeApiToken('tok_1', NOW), 'HUB_CONFLICT');
+    await rejectsCode(s.registry.revokeApiToken('tok_x', NOW), 'HUB_NOT_FOUND');
+  });
+
+  withStore('audit log: append-only, seq assigned, newest first, tenant filter and limit', async (s) => {
+    const base = { at: NOW.toISOString(), actor: 'admin', actorName: 'admin.token', remote: '127.0.0.1' };
+    assert.deepEqual(await s.audit.list({ limit: 10 }), []);
+    const e1 = await s.audit.append({ ...base, action: 'enroll-token.issued', target: 'plant-1', tenant: 'acme', detail: { site: 'dallas' } });
+    await s.audit.append({ ...base, action: 'agent.disabled', target: 'agt_1', tenant: 'beta' });
+    await s.audit.append({ ...base, action: 'api-token.created', target: 'tok_1', tenant: null });
+    await s.audit.append({ ...base, action: 'agent.revoked', target: 'agt_2', tenant: 'acme' });
+    assert.equal(e1.seq, 1);
+    assert.deepEqual(e1, { ...base, action: 'enroll-token.issued', target: 'plant-1', tenant: 'acme', detail: { site: 'dallas' }, seq: 1 });
+    assert.deepEqual((await s.audit.list({ limit: 10 })).map((e) => [e.seq, e.action]), [[4, 'agent.revoked'], [3, 'api-token.created'], [2, 'agent.disabled'], [1, 'enroll-token.issued']]);
+    assert.deepEqual((await s.audit.list({ limit: 2 })).map((e) => e.seq), [4, 3]);
+    assert.deepEqual((await s.audit.list({ limit: 10, tenant: 'acme' })).map((e) => e.target), ['agt_2', 'plant-1']);
+    assert.deepEqual(await s.audit.list({ limit: 0 }), []);
+    assert.equal(typeof (s.audit as unknown as Record<string, unknown>).delete, 'undefined', 'no way to remove entries');
+  });
 }

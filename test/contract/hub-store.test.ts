@@ -35,6 +35,23 @@ test('level: data survives reopen and offsets continue gapless', async () => {
   }
 });
 
+test('level: audit seq continues after reopen', async () => {
+  const dir = tempDir('dovetail-hub-store-');
+  try {
+    const e = { at: 'now', actor: 'admin', actorName: 'admin.token', action: 'agent.disabled', target: 'agt_1', tenant: 'default', remote: null };
+    let s = await openLevelStore(join(dir, 'db'));
+    await s.audit.append(e);
+    await s.audit.append(e);
+    await s.close();
+    s = await openLevelStore(join(dir, 'db'));
+    assert.equal((await s.audit.append(e)).seq, 3);
+    assert.deepEqual((await s.audit.list({ limit: 5 })).map((x) => x.seq), [3, 2, 1]);
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('level: a second open of the same directory fails with HUB_ALREADY_RUNNING', async () => {
   const dir = tempDir('dovetail-hub-store-');
   const s = await openLevelStore(join(dir, 'db'));

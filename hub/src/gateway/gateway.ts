@@ -20,6 +20,7 @@ import {
   type AuthFrame, type BatchFrame, type CanonicalEvent, type HubFrame, type Logger,
 } from '@dovetail/shared';
 import type { AgentRecord, HubStore } from '../store/types.ts';
+import { FleetTracker } from '../fleet/fleet.ts';
 
 export interface GatewayOptions {
   store: HubStore;
@@ -38,12 +39,20 @@ export interface GatewayOptions {
   maxPayloadBytes?: number;
   /** Injected for tests. Default node:crypto randomBytes. */
   randomBytes?: (n: number) => Uint8Array;
+  /** Live fleet state (heartbeats, status frames). Default: a tracker with the default offline silence (60 s). */
+  fleet?: FleetTracker;
+  /** How often silent connections are looked for and closed, ms. Default min(5 000, offlineAfterMs / 4); 0 disables the sweep. */
+  sweepIntervalMs?: number;
 }
+
+/** lastSeenAt is written to the registry at most this often per agent (status frames arrive every few seconds). */
+const LAST_SEEN_WRITE_MS = 30_000;
 
 const NONCE_BYTES = 32;
 
 interface Conn {
   ws: WebSocket;
+  remote: string | null;
   nonce: Uint8Array;
   agent: AgentRecord | null;
   publicKey: Uint8Array | null;
@@ -66,6 +75,9 @@ export class AgentGateway {
   private readonly random: (n: number) => Uint8Array;
   private readonly log: Logger;
   private closing = false;
+  readonly fleet: FleetTracker;
+  private readonly lastSeenWritten = new Map<string, number>();
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: GatewayOptions) {
     this.now = opts.now ?? (() => new Date());
@@ -75,6 +87,27 @@ export class AgentGateway {
     this.random = opts.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
     this.log = opts.logger.child({ component: 'gateway' });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes ?? MAX_FRAME_BYTES });
+    this.fleet = opts.fleet ?? new FleetTracker({ now: this.now });
+    const sweepMs = opts.sweepIntervalMs ?? Math.min(5000, Math.max(10, Math.floor(this.fleet.offlineAfterMs / 4)));
+    if (sweepMs > 0) {
+      this.sweeper = setInterval(() => this.sweep(), sweepMs);
+      this.sweeper.unref?.();
+    }
+  }
+
+  /** Closes connections that stayed silent past the offline threshold (half-open sockets, hung agents); they reconnect. */
+  sweep(): string[] {
+    const silent = this.fleet.silent();
+    for (const id of silent) {
+      const c = this.live.get(id);
+      if (c) {
+        this.log.warn({ agentId: id, offlineAfterMs: this.fleet.offlineAfterMs }, 'agent silent past the offline threshold; closing its socket');
+        this.closeConn(c, CLOSE.GOING_AWAY, 'no heartbeat');
+      } else {
+        this.fleet.disconnected(id);
+      }
+    }
+    return silent;
   }
 
   /** Routes HTTP upgrades on AGENT_WS_PATH to the gateway; other upgrade paths get 404. */
@@ -90,7 +123,7 @@ export class AgentGateway {
   }
 
   isOnline(agentId: string): boolean {
-    return this.live.has(agentId);
+    return this.live.has(agentId) && this.fleet.isOnline(agentId);
   }
 
   onlineAgents(): string[] {
@@ -106,16 +139,19 @@ export class AgentGateway {
   /** Closes every connection with `code` (default 1001) and waits for queued appends to finish. */
   async close(code: number = CLOSE.GOING_AWAY): Promise<void> {
     this.closing = true;
+    if (this.sweeper) clearInterval(this.sweeper);
     for (const c of this.conns) this.closeConn(c, code, 'hub shutting down');
     await Promise.allSettled([...this.queues.values()]);
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Conn = { ws, nonce: this.random(NONCE_BYTES), agent: null, publicKey: null, queued: 0, closed: false, handshaking: true, timer: null };
+    const conn: Conn = { ws, remote: req.socket.remoteAddress ?? null, nonce: this.random(NONCE_BYTES), agent: null, publicKey: null, queued: 0, closed: false, handshaking: true, timer: null };
     this.conns.add(conn);
     ws.on('error', (err) => this.log.debug({ err, remote: req.socket.remoteAddress }, 'agent socket error'));
     ws.on('close', () => this.onClose(conn));
+    // The agent's uplink pings every heartbeat interval; ws answers with a pong, we only note the agent is alive.
+    ws.on('ping', () => { if (conn.agent && !conn.closed) this.fleet.heard(conn.agent.id); });
     if (this.handshakes >= this.maxHandshakes) {
       conn.handshaking = false;
       this.closeConn(conn, CLOSE.BUSY, 'too many handshakes in progress; retry later');
@@ -141,7 +177,19 @@ export class AgentGateway {
     conn.closed = true;
     this.endHandshake(conn);
     this.conns.delete(conn);
-    if (conn.agent && this.live.get(conn.agent.id) === conn) this.live.delete(conn.agent.id);
+    this.forget(conn);
+  }
+
+  /** The agent's live connection ends: fleet shows it offline, the registry keeps when it was last heard. */
+  private forget(conn: Conn): void {
+    const agent = conn.agent;
+    if (!agent || this.live.get(agent.id) !== conn) return;
+    this.live.delete(agent.id);
+    this.fleet.disconnected(agent.id);
+    const heard = this.fleet.view(agent.id).lastHeardAt;
+    if (heard) {
+      this.opts.store.registry.updateAgent(agent.id, { lastSeenAt: heard }).catch((err) => this.log.warn({ err, agentId: agent.id }, 'could not record agent last-seen'));
+    }
   }
 
   private onMessage(conn: Conn, data: RawData, isBinary: boolean): void {
@@ -163,12 +211,23 @@ export class AgentGateway {
       return;
     }
     if (!conn.agent) return this.fail(conn, new DovetailError('PROTO_UNEXPECTED', `"${frame.t}" frame before auth`), null);
+    this.fleet.heard(conn.agent.id);
     if (frame.t === 'batch') {
       const f = frame;
       this.enqueue(conn, () => this.handleBatch(conn, f));
       return;
     }
-    if (frame.t === 'status') return; // accepted, not used yet
+    if (frame.t === 'status') {
+      // Heartbeat with health: kept in memory for the fleet view; the registry's lastSeenAt is written sparingly.
+      const agentId = conn.agent.id;
+      this.fleet.status(agentId, frame.status);
+      const at = this.now().getTime();
+      if (at - (this.lastSeenWritten.get(agentId) ?? 0) >= LAST_SEEN_WRITE_MS) {
+        this.lastSeenWritten.set(agentId, at);
+        this.opts.store.registry.updateAgent(agentId, { lastSeenAt: new Date(at).toISOString() }).catch((err) => this.log.warn({ err, agentId }, 'could not record agent last-seen'));
+      }
+      return;
+    }
     this.fail(conn, new DovetailError('PROTO_UNEXPECTED', `agents do not send "${frame.t}" frames`), null);
   }
 
@@ -203,12 +262,18 @@ export class AgentGateway {
     }
     if (conn.closed) return;
     if (!agent) return this.reject(conn, CLOSE.AUTH_FAILED, 'HUB_UNKNOWN_AGENT', `agent ${f.agent} is not registered`);
-    if (agent.status !== 'active') return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${agent.status}`);
+    if (agent.status !== 'active') {
+      this.fleet.error(agent.id, 'HUB_AGENT_DISABLED', `connection refused: agent is ${agent.status}`);
+      return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${agent.status}`);
+    }
     const publicKey = decodeKey(agent.publicKey);
     // The nonce must be the one sent on this connection: an auth frame recorded elsewhere is useless here.
     const ok = f.keyId === agent.keyId && bytesEqual(f.nonce, conn.nonce) &&
       verify(authMessage(conn.nonce, agent.id, this.opts.hubKeyId), f.sig, publicKey);
-    if (!ok) return this.reject(conn, CLOSE.AUTH_FAILED, 'HUB_AUTH_FAILED', `challenge signature from agent ${agent.id} does not verify`);
+    if (!ok) {
+      this.fleet.error(agent.id, 'HUB_AUTH_FAILED', 'challenge signature does not verify');
+      return this.reject(conn, CLOSE.AUTH_FAILED, 'HUB_AUTH_FAILED', `challenge signature from agent ${agent.id} does not verify`);
+    }
 
     this.endHandshake(conn);
     conn.agent = agent;
@@ -216,6 +281,8 @@ export class AgentGateway {
     const old = this.live.get(agent.id);
     this.live.set(agent.id, conn);
     if (old && old !== conn) this.closeConn(old, CLOSE.NORMAL, 'replaced by a newer connection of the same agent');
+    this.fleet.connected(agent.id, conn.remote);
+    this.lastSeenWritten.set(agent.id, this.now().getTime());
     this.log.info({ agentId: agent.id, version: f.version, host: f.host }, 'agent connected');
     const tracked = this.opts.store.registry.updateAgent(agent.id, { lastSeenAt: this.now().toISOString(), version: f.version, host: f.host });
     tracked.catch((err) => this.log.warn({ err, agentId: agent.id }, 'could not record agent last-seen'));
@@ -247,6 +314,10 @@ export class AgentGateway {
     }
     const bad = body.events.findIndex((e) => !isEventShape(e));
     if (bad >= 0) return fail('PROTO_MALFORMED', `batch seq ${f.seq} event #${bad} lacks id/entity/key`);
+    const claimed = await this.claimedOtherAgent(agent, body.events);
+    if (claimed) {
+      return this.fail(conn, new DovetailError('HUB_TENANT_MISMATCH', `batch seq ${f.seq} from agent ${agent.id} (tenant ${current.tenant}) has events claiming agent ${claimed.id} (tenant ${claimed.tenant}) as their source; an agent writes only its own stream`, { agentId: agent.id, seq: f.seq }), f.seq);
+    }
 
     const cur = await this.opts.store.log.agentCursor(agent.id);
     if (f.seq <= cur.lastSeq) {
@@ -266,6 +337,23 @@ export class AgentGateway {
     this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
   }
 
+  /**
+   * An event's source.agent is informational, but it must not name a different REGISTERED agent:
+   * that would let one agent (or tenant) inject events that look like another's.
+   */
+  private async claimedOtherAgent(agent: AgentRecord, events: CanonicalEvent[]): Promise<AgentRecord | undefined> {
+    const names = new Set<string>();
+    for (const e of events) {
+      const src = (e as { source?: { agent?: unknown } }).source?.agent;
+      if (typeof src === 'string' && src !== agent.id) names.add(src);
+    }
+    for (const id of names) {
+      const other = await this.opts.store.registry.getAgent(id);
+      if (other) return other;
+    }
+    return undefined;
+  }
+
   private reject(conn: Conn, closeCode: number, code: 'HUB_UNKNOWN_AGENT' | 'HUB_AGENT_DISABLED' | 'HUB_AUTH_FAILED', message: string): void {
     this.log.warn({ code }, message);
     this.send(conn, { t: 'error', v: PROTOCOL_VERSION, code, message });
@@ -281,6 +369,7 @@ export class AgentGateway {
       return this.closeConn(conn, CLOSE.GOING_AWAY, 'hub internal error');
     }
     this.log.warn({ code: err.code, agentId: conn.agent?.id, seq }, err.message);
+    if (conn.agent) this.fleet.error(conn.agent.id, err.code, err.message);
     const frame: HubFrame = seq === null
       ? { t: 'error', v: PROTOCOL_VERSION, code: err.code, message: err.message }
       : { t: 'nack', v: PROTOCOL_VERSION, seq, code: err.code, message: err.message };
@@ -297,7 +386,7 @@ export class AgentGateway {
     if (conn.closed) return;
     conn.closed = true;
     this.endHandshake(conn);
-    if (conn.agent && this.live.get(conn.agent.id) === conn) this.live.delete(conn.agent.id);
+    this.forget(conn);
     // Close reasons are limited to 123 bytes by the WebSocket spec.
     conn.ws.close(code, reason.slice(0, 120));
     const t = setTimeout(() => conn.ws.terminate(), 2000);

@@ -1,24 +1,36 @@
 /**
- * Hub HTTP API (fastify). Errors are JSON {code, message}.
+ * Hub HTTP API (fastify). Errors are JSON {code, message}. Request and response
+ * schemas live in ./schemas.ts; GET /v1/openapi.json is generated from them.
  *
- *   POST /v1/enroll                 agent enrollment with a one-time token (no bearer)
- *   GET  /v1/health                 liveness for load balancers (no bearer, no details)
- *   POST /v1/enrollment-tokens      operator: {name, ttlSeconds?, tenant?} -> {token, expiresAt}
- *   GET  /v1/agents, /v1/agents/:id operator: fleet and one agent's status
- *   GET  /v1/destinations           operator: cursor, pending, DLQ per destination
- *   GET  /v1/status                 operator: all of the above in one call (CLI `status`)
+ *   GET  /v1/health                       liveness (no token)
+ *   GET  /v1/openapi.json                 this API's OpenAPI document (no token)
+ *   POST /v1/enroll                       agent enrollment with a one-time enrollment token
+ *   POST /v1/enrollment-tokens            operate: {name, ttlSeconds?, tenant?, site?} -> {token, expiresAt, tenant, site}
+ *   GET  /v1/agents, /v1/agents/:id       read: fleet view (online, buffer, lag, tables, last error)
+ *   POST /v1/agents/:id/disable|enable    operate
+ *   POST /v1/agents/:id/revoke            admin (permanent; the agent must re-enroll)
+ *   GET  /v1/destinations, /v1/status     read
+ *   POST /v1/tokens, GET /v1/tokens, POST /v1/tokens/:id/revoke   admin: operator API tokens
+ *   GET  /v1/audit?limit=N                read: audit log, newest first
+ *
+ * Every token belongs to one tenant or is global (tenant null). A tenant token sees
+ * and acts on its tenant only; other tenants' agents answer 404, as if absent.
+ * The bootstrap <dataDir>/admin.token is a global admin token.
  */
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { randomBytes } from 'node:crypto';
-import { DovetailError, decodeKey, encodeKey, isDovetailError, keyId, toHex, type ErrorCode, type Logger } from '@dovetail/shared';
-import type { AgentRecord, HubStore } from '../store/types.ts';
+import { CLOSE, DovetailError, decodeKey, encodeKey, isDovetailError, keyId, toHex, type ErrorCode, type Logger } from '@dovetail/shared';
+import type { AgentRecord, ApiScope, ApiTokenRecord, AuditEntry, HubStore } from '../store/types.ts';
 import type { DestinationStatus } from '../delivery/router.ts';
+import type { FleetTracker } from '../fleet/fleet.ts';
 import { hashToken, newToken, tokenMatches, type HubIdentity } from '../identity.ts';
+import * as S from './schemas.ts';
+import { buildOpenApi, collectRoutes, type RouteConfig } from './openapi.ts';
 
 export const ADMIN_TOKEN_SETTING = 'adminTokenHash';
 /** Default enrollment token lifetime: long enough to walk to the ERP server, short enough to be useless if leaked later. */
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
-const MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+export const API_VERSION = '0.1.0';
 
 export interface ApiDeps {
   store: HubStore;
@@ -27,15 +39,27 @@ export interface ApiDeps {
   isOnline: (agentId: string) => boolean;
   destinations: () => DestinationStatus[];
   now?: () => Date;
+  /** Live fleet state (heartbeats, status frames). Without it agent views show only registry data. */
+  fleet?: FleetTracker;
+  /** Closes the agent's live socket (disable/revoke take effect at once). */
+  disconnect?: (agentId: string, code: number, reason: string) => void;
 }
+
+/** Who made a request. */
+export interface Principal { id: string; name: string; scope: ApiScope; tenant: string | null }
+
+export const BOOTSTRAP_ADMIN: Principal = Object.freeze({ id: 'admin', name: 'admin.token', scope: 'admin', tenant: null });
+const RANK: Record<ApiScope, number> = { read: 1, operate: 2, admin: 3 };
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   HUB_BAD_REQUEST: 400,
   HUB_TOKEN_INVALID: 401,
   HUB_UNAUTHORIZED: 401,
+  HUB_FORBIDDEN: 403,
   HUB_NOT_FOUND: 404,
   HUB_TOKEN_USED: 409,
   HUB_KEY_IN_USE: 409,
+  HUB_CONFLICT: 409,
   HUB_TOKEN_EXPIRED: 410,
 };
 
@@ -43,110 +67,248 @@ function bad(field: string, msg: string): never {
   throw new DovetailError('HUB_BAD_REQUEST', `${field}: ${msg}`, { field });
 }
 
-function field(body: unknown, name: string, opts: { optional?: boolean; max?: number } = {}): string | undefined {
-  const v = (body as Record<string, unknown> | null)?.[name];
-  if (v === undefined && opts.optional) return undefined;
-  if (typeof v !== 'string' || v.length === 0) bad(name, 'must be a non-empty string');
-  if (v.length > (opts.max ?? 200)) bad(name, `must be at most ${opts.max ?? 200} characters`);
-  return v;
+interface ValidationIssue { instancePath?: string; message?: string; params?: Record<string, unknown> }
+
+/** "ttlSeconds: must be integer" — the field path first, like the hand-written checks. */
+function validationMessage(context: string | undefined, issues: ValidationIssue[]): string {
+  const v = issues[0] ?? {};
+  const path = (v.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
+  const missing = typeof v.params?.missingProperty === 'string' ? v.params.missingProperty : undefined;
+  const extra = typeof v.params?.additionalProperty === 'string' ? v.params.additionalProperty : undefined;
+  if (missing) return `${path ? `${path}.` : ''}${missing}: is required`;
+  if (extra) return `${path ? `${path}.` : ''}${extra}: unknown field`;
+  const allowed = Array.isArray(v.params?.allowedValues) ? ` (${v.params.allowedValues.join(', ')})` : '';
+  return `${path || context || 'request'}: ${v.message ?? 'is invalid'}${allowed}`;
 }
+
+const ERR = { response: { 400: S.ErrorBody } };
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const now = deps.now ?? (() => new Date());
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const { store } = deps;
+  const log = deps.logger.child({ component: 'api' });
+  // removeAdditional off: a misspelt field is an error, not silently dropped.
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false } } });
+  const routes = collectRoutes(app);
+  for (const s of S.SHARED_SCHEMAS) app.addSchema(s);
+  const principals = new WeakMap<FastifyRequest, Principal>();
 
   app.setErrorHandler((err: unknown, _req, reply) => {
     if (isDovetailError(err)) {
       return reply.code(STATUS[err.code] ?? 500).send({ code: err.code, message: err.message });
     }
-    const e = err as { statusCode?: number; message?: string };
+    const e = err as { statusCode?: number; message?: string; validation?: ValidationIssue[]; validationContext?: string };
+    if (e.validation) return reply.code(400).send({ code: 'HUB_BAD_REQUEST', message: validationMessage(e.validationContext, e.validation) });
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.code(e.statusCode).send({ code: 'HUB_BAD_REQUEST', message: e.message ?? 'bad request' });
     }
-    deps.logger.error({ err }, 'HTTP API internal error');
+    log.error({ err }, 'HTTP API internal error');
     return reply.code(500).send({ code: 'HUB_INTERNAL', message: 'internal error; see the hub log' });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'HUB_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  const requireAdmin = async (req: FastifyRequest, _reply: FastifyReply) => {
+  const authenticate = async (req: FastifyRequest): Promise<Principal> => {
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    const expected = await deps.store.registry.getSetting(ADMIN_TOKEN_SETTING);
-    if (!m || !expected || !tokenMatches(m[1]!, expected)) {
-      throw new DovetailError('HUB_UNAUTHORIZED', 'missing or wrong admin bearer token (see <dataDir>/admin.token)');
-    }
+    if (!m) throw new DovetailError('HUB_UNAUTHORIZED', 'missing bearer token (use <dataDir>/admin.token or a token from `dovetail-hub tokens create`)');
+    const token = m[1]!;
+    const adminHash = await store.registry.getSetting(ADMIN_TOKEN_SETTING);
+    if (adminHash && tokenMatches(token, adminHash)) return BOOTSTRAP_ADMIN;
+    const rec = await store.registry.getApiTokenByHash(hashToken(token));
+    if (!rec) throw new DovetailError('HUB_UNAUTHORIZED', 'wrong bearer token (not the admin token nor a known API token)');
+    if (rec.revokedAt !== null) throw new DovetailError('HUB_UNAUTHORIZED', `API token ${rec.id} was revoked at ${rec.revokedAt}`);
+    return { id: rec.id, name: rec.name, scope: rec.scope, tenant: rec.tenant };
   };
 
-  app.get('/v1/health', async () => ({ status: 'ok' }));
+  // Authentication and scope run before body validation: an unauthenticated caller learns nothing about the schema.
+  app.addHook('onRequest', async (req) => {
+    const scope = (req.routeOptions.config as RouteConfig | undefined)?.scope;
+    if (scope !== 'read' && scope !== 'operate' && scope !== 'admin') return;
+    const p = await authenticate(req);
+    if (RANK[p.scope] < RANK[scope]) {
+      throw new DovetailError('HUB_FORBIDDEN', `token ${p.id} ("${p.name}") has scope ${p.scope}; ${req.method} ${req.routeOptions.url} needs ${scope}`);
+    }
+    principals.set(req, p);
+  });
+  const who = (req: FastifyRequest): Principal => {
+    const p = principals.get(req);
+    if (!p) throw new TypeError('route without a scope asked for its principal');
+    return p;
+  };
+  const sees = (p: Principal, tenant: string | null): boolean => p.tenant === null || p.tenant === tenant;
 
-  app.post('/v1/enroll', async (req) => {
-    const token = field(req.body, 'token')!;
-    const pkText = field(req.body, 'publicKey', { max: 100 })!;
-    const name = field(req.body, 'name', { optional: true });
-    const host = field(req.body, 'host', { optional: true }) ?? null;
-    const version = field(req.body, 'version', { optional: true, max: 50 }) ?? null;
+  const audit = (req: FastifyRequest, actor: { id: string; name: string }, action: string, target: string, tenant: string | null, detail?: AuditEntry['detail']) =>
+    store.audit.append({ at: now().toISOString(), actor: actor.id, actorName: actor.name, action, target, tenant, remote: req.ip ?? null, ...(detail ? { detail } : {}) });
+
+  const cfg = (scope: RouteConfig['scope'], summary: string): { config: RouteConfig } => ({ config: { scope, summary } });
+
+  app.get('/v1/health', { ...cfg('none', 'Liveness'), schema: { response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, async () => ({ status: 'ok' }));
+
+  let openapi: Record<string, unknown> | undefined;
+  app.get('/v1/openapi.json', cfg('none', 'This OpenAPI document'), async () => {
+    openapi ??= buildOpenApi(routes, S.SHARED_SCHEMAS, { title: 'Dovetail hub operator API', version: API_VERSION });
+    return openapi;
+  });
+
+  app.post<{ Body: typeof S.EnrollBody.static }>('/v1/enroll', {
+    ...cfg('enrollment-token', 'Agent enrollment: register a public key with a one-time token'),
+    schema: { body: S.EnrollBody, response: { 200: S.EnrollReply } },
+  }, async (req) => {
+    const { token, publicKey: pkText } = req.body;
     const pk = decodeKey(pkText);
     if (pk.byteLength !== 32 || encodeKey(pk) !== pkText) bad('publicKey', 'must be the base64 of a 32-byte Ed25519 public key');
     const tokenHash = hashToken(token);
-    const tok = await deps.store.registry.getToken(tokenHash);
+    const tok = await store.registry.getToken(tokenHash);
     const at = now();
-    const agent = await deps.store.registry.enroll(tokenHash, {
+    const agent = await store.registry.enroll(tokenHash, {
       id: `agt_${toHex(randomBytes(8))}`,
       // The operator named the agent when issuing the token; the agent's own name is a fallback.
-      name: tok?.name ?? name ?? 'agent',
-      publicKey: pkText, keyId: keyId(pk), status: 'active', createdAt: at.toISOString(), lastSeenAt: null, version, host,
+      name: tok?.name ?? req.body.name ?? 'agent',
+      publicKey: pkText, keyId: keyId(pk), status: 'active', createdAt: at.toISOString(), lastSeenAt: null,
+      version: req.body.version ?? null, host: req.body.host ?? null,
     }, at);
-    deps.logger.info({ agentId: agent.id, agentName: agent.name, tenant: agent.tenant }, 'agent enrolled');
+    // The hash prefix names the token in the audit log without being usable as the token.
+    await audit(req, { id: `enroll-token:${tokenHash.slice(0, 12)}`, name: agent.name }, 'agent.enrolled', agent.id, agent.tenant,
+      { keyId: agent.keyId, host: agent.host, site: agent.site ?? null });
+    log.info({ agentId: agent.id, agentName: agent.name, tenant: agent.tenant }, 'agent enrolled');
     return { agentId: agent.id, tenant: agent.tenant, hubPublicKey: encodeKey(deps.identity.keyPair.publicKey), hubKeyId: deps.identity.keyId };
   });
 
-  app.post('/v1/enrollment-tokens', { preHandler: requireAdmin }, async (req) => {
-    const name = field(req.body, 'name', { max: 100 })!;
-    const tenant = field(req.body, 'tenant', { optional: true, max: 100 }) ?? 'default';
-    const ttlRaw = (req.body as Record<string, unknown>).ttlSeconds;
-    const ttl = ttlRaw === undefined ? DEFAULT_TOKEN_TTL_SECONDS : ttlRaw;
-    if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_SECONDS) bad('ttlSeconds', `must be an integer from 1 to ${MAX_TOKEN_TTL_SECONDS}`);
+  app.post<{ Body: typeof S.EnrollTokenBody.static }>('/v1/enrollment-tokens', {
+    ...cfg('operate', 'Issue a one-time, expiring enrollment token for a new agent'),
+    schema: { body: S.EnrollTokenBody, response: { 200: S.EnrollTokenReply, ...ERR.response } },
+  }, async (req) => {
+    const p = who(req);
+    const tenant = req.body.tenant ?? p.tenant ?? 'default';
+    if (!sees(p, tenant)) throw new DovetailError('HUB_FORBIDDEN', `token ${p.id} belongs to tenant "${p.tenant}" and cannot enroll agents into tenant "${tenant}"`);
+    const site = req.body.site ?? null;
     const at = now();
     const token = newToken('enroll');
-    const expiresAt = new Date(at.getTime() + (ttl as number) * 1000).toISOString();
-    await deps.store.registry.putToken({ hash: hashToken(token), name, tenant, createdAt: at.toISOString(), expiresAt, usedAt: null, agentId: null });
-    deps.logger.info({ agentName: name, tenant, expiresAt }, 'enrollment token issued');
-    return { token, expiresAt };
+    const expiresAt = new Date(at.getTime() + (req.body.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS) * 1000).toISOString();
+    await store.registry.putToken({ hash: hashToken(token), name: req.body.name, tenant, site, createdAt: at.toISOString(), expiresAt, usedAt: null, agentId: null });
+    await audit(req, p, 'enroll-token.issued', req.body.name, tenant, { expiresAt, site });
+    log.info({ agentName: req.body.name, tenant, site, expiresAt, by: p.id }, 'enrollment token issued');
+    return { token, expiresAt, tenant, site };
   });
 
-  const agentView = async (a: AgentRecord) => {
-    const cur = await deps.store.log.agentCursor(a.id);
-    return { ...a, lastSeq: cur.lastSeq, eventsStored: cur.events, online: deps.isOnline(a.id) };
+  const agentView = async (a: AgentRecord): Promise<S.AgentViewT> => {
+    const cur = await store.log.agentCursor(a.id);
+    const live = deps.fleet?.view(a.id);
+    return {
+      id: a.id, tenant: a.tenant, name: a.name, site: a.site ?? null, publicKey: a.publicKey, keyId: a.keyId, status: a.status,
+      createdAt: a.createdAt, lastSeenAt: live?.lastHeardAt ?? a.lastSeenAt, version: a.version, host: a.host,
+      lastSeq: cur.lastSeq, eventsStored: cur.events, online: deps.isOnline(a.id),
+      connectedAt: live?.connectedAt ?? null, statusAt: live?.statusAt ?? null, remote: live?.remote ?? null,
+      agentState: live?.agentState ?? null, uplinkState: live?.uplinkState ?? null, buffer: live?.buffer ?? null,
+      lagMs: live?.lagMs ?? null, tables: live?.tables ?? [], lastError: live?.lastError ?? null,
+    };
+  };
+  const visibleAgents = async (p: Principal) => (await store.registry.listAgents()).filter((a) => sees(p, a.tenant));
+  /** Another tenant's agent answers exactly like a missing one. */
+  const findAgent = async (p: Principal, id: string): Promise<AgentRecord> => {
+    const a = await store.registry.getAgent(id);
+    if (!a || !sees(p, a.tenant)) throw new DovetailError('HUB_NOT_FOUND', `agent ${id} is not registered`, { agentId: id });
+    return a;
   };
 
-  app.get('/v1/agents', { preHandler: requireAdmin }, async () => {
-    const agents = await deps.store.registry.listAgents();
-    return { agents: await Promise.all(agents.map(agentView)) };
+  app.get('/v1/agents', { ...cfg('read', 'Fleet: every agent visible to the token'), schema: { response: { 200: S.AgentList } } }, async (req) => {
+    return { agents: await Promise.all((await visibleAgents(who(req))).map(agentView)) };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/agents/:id', { preHandler: requireAdmin }, async (req) => {
-    const a = await deps.store.registry.getAgent(req.params.id);
-    if (!a) throw new DovetailError('HUB_NOT_FOUND', `agent ${req.params.id} is not registered`);
-    return agentView(a);
-  });
+  app.get<{ Params: typeof S.IdParams.static }>('/v1/agents/:id', {
+    ...cfg('read', 'One agent: status, health, buffer, lag, per-table capture state'),
+    schema: { params: S.IdParams, response: { 200: S.AgentView } },
+  }, async (req) => agentView(await findAgent(who(req), req.params.id)));
 
-  const destinationsView = async () => {
-    const last = await deps.store.log.lastOffset();
+  const transition = (action: 'disable' | 'enable' | 'revoke', scope: ApiScope, summary: string) =>
+    app.post<{ Params: typeof S.IdParams.static }>(`/v1/agents/:id/${action}`, {
+      ...cfg(scope, summary), schema: { params: S.IdParams, response: { 200: S.AgentView } },
+    }, async (req) => {
+      const p = who(req);
+      const a = await findAgent(p, req.params.id);
+      if (a.status === 'revoked') throw new DovetailError('HUB_CONFLICT', `agent ${a.id} is revoked; it cannot be ${action}d (re-enroll it with a new token)`, { agentId: a.id });
+      const status = action === 'enable' ? 'active' : action === 'disable' ? 'disabled' : 'revoked';
+      const updated = await store.registry.updateAgent(a.id, { status });
+      if (status !== 'active') {
+        // Takes effect now: the socket closes with 4003, which tells the agent to stop retrying.
+        deps.fleet?.error(a.id, 'HUB_AGENT_DISABLED', `${status} by ${p.id}`);
+        deps.disconnect?.(a.id, CLOSE.REVOKED, `agent ${status} by operator`);
+      }
+      await audit(req, p, `agent.${status === 'active' ? 'enabled' : status}`, a.id, a.tenant, { from: a.status, to: status });
+      log.info({ agentId: a.id, from: a.status, to: status, by: p.id }, `agent ${status === 'active' ? 'enabled' : status}`);
+      return agentView(updated);
+    });
+  transition('disable', 'operate', 'Disable an agent: its socket closes with 4003 and it is refused until enabled');
+  transition('enable', 'operate', 'Enable a disabled agent (it reconnects when restarted)');
+  transition('revoke', 'admin', 'Revoke an agent for good: its socket closes with 4003; it must re-enroll');
+
+  const destinationsView = async (p: Principal) => {
+    // Destinations are hub-wide config; tenant tokens do not see them.
+    if (p.tenant !== null) return [];
+    const last = await store.log.lastOffset();
     return Promise.all(deps.destinations().map(async (d) => ({
       name: d.name, type: d.type, cursor: d.cursor, pending: last - d.cursor, inFlight: d.inFlight,
-      dlq: await deps.store.delivery.dlqCount(d.name), lastError: d.lastError,
+      dlq: await store.delivery.dlqCount(d.name), lastError: d.lastError,
     })));
   };
 
-  app.get('/v1/destinations', { preHandler: requireAdmin }, async () => ({ destinations: await destinationsView() }));
+  app.get('/v1/destinations', { ...cfg('read', 'Delivery state per destination'), schema: { response: { 200: S.DestinationList } } }, async (req) => ({ destinations: await destinationsView(who(req)) }));
 
-  app.get('/v1/status', { preHandler: requireAdmin }, async () => {
-    const agents = await Promise.all((await deps.store.registry.listAgents()).map(agentView));
+  app.get('/v1/status', { ...cfg('read', 'Agents, stored events and destinations in one call'), schema: { response: { 200: S.StatusReply } } }, async (req) => {
+    const p = who(req);
+    const agents = await Promise.all((await visibleAgents(p)).map(agentView));
     return {
       hubKeyId: deps.identity.keyId,
-      eventsStored: await deps.store.log.lastOffset(),
+      eventsStored: p.tenant === null ? await store.log.lastOffset() : agents.reduce((n, a) => n + a.eventsStored, 0),
       agents: { total: agents.length, online: agents.filter((a) => a.online).length, list: agents },
-      destinations: await destinationsView(),
+      destinations: await destinationsView(p),
     };
+  });
+
+  const tokenView = (t: ApiTokenRecord) => ({ id: t.id, name: t.name, scope: t.scope, tenant: t.tenant, createdAt: t.createdAt, createdBy: t.createdBy, revokedAt: t.revokedAt });
+
+  app.post<{ Body: typeof S.TokenCreateBody.static }>('/v1/tokens', {
+    ...cfg('admin', 'Create an operator API token (the token is shown once)'),
+    schema: { body: S.TokenCreateBody, response: { 200: S.TokenCreated } },
+  }, async (req) => {
+    const p = who(req);
+    const tenant = req.body.tenant ?? p.tenant;
+    if (p.tenant !== null && tenant !== p.tenant) throw new DovetailError('HUB_FORBIDDEN', `token ${p.id} belongs to tenant "${p.tenant}" and cannot create tokens for ${tenant === null ? 'all tenants' : `tenant "${tenant}"`}`);
+    const token = newToken('api');
+    const id = `tok_${toHex(randomBytes(6))}`;
+    const rec: ApiTokenRecord = {
+      id, name: req.body.name ?? `${req.body.scope}-${id.slice(4)}`, scope: req.body.scope, tenant, hash: hashToken(token),
+      createdAt: now().toISOString(), createdBy: p.id, revokedAt: null,
+    };
+    await store.registry.putApiToken(rec);
+    await audit(req, p, 'api-token.created', id, tenant, { scope: rec.scope, name: rec.name });
+    log.info({ tokenId: id, scope: rec.scope, tenant, by: p.id }, 'API token created');
+    return { ...tokenView(rec), token };
+  });
+
+  app.get('/v1/tokens', { ...cfg('admin', 'List operator API tokens (never the tokens themselves)'), schema: { response: { 200: S.TokenList } } }, async (req) => {
+    const p = who(req);
+    return { tokens: (await store.registry.listApiTokens()).filter((t) => p.tenant === null || t.tenant === p.tenant).map(tokenView) };
+  });
+
+  app.post<{ Params: typeof S.IdParams.static }>('/v1/tokens/:id/revoke', {
+    ...cfg('admin', 'Revoke an operator API token; it is refused from the next request'),
+    schema: { params: S.IdParams, response: { 200: S.TokenView } },
+  }, async (req) => {
+    const p = who(req);
+    const t = await store.registry.getApiToken(req.params.id);
+    if (!t || (p.tenant !== null && t.tenant !== p.tenant)) throw new DovetailError('HUB_NOT_FOUND', `API token ${req.params.id} does not exist`);
+    const r = await store.registry.revokeApiToken(t.id, now());
+    await audit(req, p, 'api-token.revoked', t.id, t.tenant, { name: t.name });
+    log.info({ tokenId: t.id, by: p.id }, 'API token revoked');
+    return tokenView(r);
+  });
+
+  app.get<{ Querystring: typeof S.AuditQuery.static }>('/v1/audit', {
+    ...cfg('read', 'Audit log of operator and admin actions, newest first'),
+    schema: { querystring: S.AuditQuery, response: { 200: S.AuditList } },
+  }, async (req) => {
+    const p = who(req);
+    return { entries: await store.audit.list({ limit: req.query.limit ?? 100, ...(p.tenant !== null ? { tenant: p.tenant } : {}) }) };
   });
 
   return app;

@@ -1,6 +1,6 @@
 /** Rules every backend applies the same way, so the contract suite tests one behaviour. */
 import { DovetailError, GENESIS_HASH } from '@dovetail/shared';
-import type { AgentCursor, EnrollmentTokenRecord } from './types.ts';
+import type { AgentCursor, ApiTokenRecord, EnrollmentTokenRecord } from './types.ts';
 
 export const EMPTY_CURSOR: AgentCursor = Object.freeze({ lastSeq: 0, lastHash: GENESIS_HASH, events: 0 }) as AgentCursor;
 
@@ -36,4 +36,10 @@ export class Mutex {
 /** Fixed-width decimal so lexicographic key order equals numeric order. */
 export function pad(n: number): string {
   return n.toString().padStart(16, '0');
+}
+
+export function checkRevocable(id: string, tok: ApiTokenRecord | undefined): ApiTokenRecord {
+  if (!tok) throw new DovetailError('HUB_NOT_FOUND', `API token ${id} does not exist`, { tokenId: id });
+  if (tok.revokedAt !== null) throw new DovetailError('HUB_CONFLICT', `API token ${id} was already revoked at ${tok.revokedAt}`, { tokenId: id });
+  return tok;
 }

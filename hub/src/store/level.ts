@@ -10,15 +10,17 @@
  *   agent!<id> / agentkey!<pk>   -> AgentRecord / id (one key, one agent)
  *   token!<sha256 hex>           -> EnrollmentTokenRecord
  *   setting!<key>                -> string
+ *   apitok!<id> / apitokh!<sha256 hex> -> ApiTokenRecord / id
+ *   audit!<seq>                  -> AuditEntry (append-only)
  *   dcur!<dest> / dtry!<dest>!<offset> / dlq!<dest>!<offset> / dlqn!<dest>
  */
 import { Level } from 'level';
 import { Packr } from 'msgpackr';
 import { DovetailError, type CanonicalEvent } from '@dovetail/shared';
-import { EMPTY_CURSOR, Mutex, checkNextSeq, checkToken, pad } from './common.ts';
+import { EMPTY_CURSOR, Mutex, checkNextSeq, checkRevocable, checkToken, pad } from './common.ts';
 import type {
-  AgentCursor, AgentRecord, AppendResult, AttemptRecord, BatchToAppend, DeliveryState, DlqEntry,
-  EnrollmentTokenRecord, EventLog, HubStore, LogEntry, Registry, StoredBatch,
+  AgentCursor, AgentRecord, ApiTokenRecord, AppendResult, AttemptRecord, AuditEntry, AuditLog, BatchToAppend, DeliveryState,
+  DlqEntry, EnrollmentTokenRecord, EventLog, HubStore, LogEntry, Registry, StoredBatch,
 } from './types.ts';
 
 type Db = Level<string, Uint8Array>;
@@ -100,7 +102,7 @@ class LevelRegistry implements Registry {
       const tok = checkToken(await this.getToken(tokenHash), now);
       const holder = await getOr<string>(this.db, `agentkey!${agent.publicKey}`);
       if (holder !== undefined) throw new DovetailError('HUB_KEY_IN_USE', `public key ${agent.keyId} is already registered to agent ${holder}`);
-      const rec: AgentRecord = { ...agent, tenant: tok.tenant };
+      const rec: AgentRecord = { ...agent, tenant: tok.tenant, site: tok.site ?? null };
       await this.db.batch([
         { type: 'put', key: `token!${tokenHash}`, value: enc({ ...tok, usedAt: now.toISOString(), agentId: agent.id }) },
         { type: 'put', key: `agent!${rec.id}`, value: enc(rec) },
@@ -131,6 +133,54 @@ class LevelRegistry implements Registry {
   }
   async putSetting(key: string, value: string): Promise<void> {
     await this.db.put(`setting!${key}`, enc(value), SYNC);
+  }
+  async putApiToken(token: ApiTokenRecord): Promise<void> {
+    await this.db.batch([
+      { type: 'put', key: `apitok!${token.id}`, value: enc(token) },
+      { type: 'put', key: `apitokh!${token.hash}`, value: enc(token.id) },
+    ], SYNC);
+  }
+  getApiToken(id: string): Promise<ApiTokenRecord | undefined> {
+    return getOr(this.db, `apitok!${id}`);
+  }
+  async getApiTokenByHash(hash: string): Promise<ApiTokenRecord | undefined> {
+    const id = await getOr<string>(this.db, `apitokh!${hash}`);
+    return id === undefined ? undefined : this.getApiToken(id);
+  }
+  async listApiTokens(): Promise<ApiTokenRecord[]> {
+    const out: ApiTokenRecord[] = [];
+    for await (const v of this.db.values({ gte: 'apitok!', lt: `apitok!${END}` })) out.push(dec<ApiTokenRecord>(v));
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+  revokeApiToken(id: string, at: Date): Promise<ApiTokenRecord> {
+    return this.mutex.run(async () => {
+      const next = { ...checkRevocable(id, await this.getApiToken(id)), revokedAt: at.toISOString() };
+      await this.db.put(`apitok!${id}`, enc(next), SYNC);
+      return next;
+    });
+  }
+}
+
+class LevelAuditLog implements AuditLog {
+  private mutex = new Mutex();
+  constructor(private db: Db, private last: number) {}
+  append(entry: Omit<AuditEntry, 'seq'>): Promise<AuditEntry> {
+    return this.mutex.run(async () => {
+      const e: AuditEntry = { ...entry, seq: this.last + 1 };
+      await this.db.put(`audit!${pad(e.seq)}`, enc(e), SYNC);
+      this.last = e.seq;
+      return e;
+    });
+  }
+  async list(opts: { limit: number; tenant?: string }): Promise<AuditEntry[]> {
+    const out: AuditEntry[] = [];
+    if (opts.limit <= 0) return out;
+    for await (const v of this.db.values({ gte: 'audit!', lt: `audit!${END}`, reverse: true })) {
+      const e = dec<AuditEntry>(v);
+      if (opts.tenant === undefined || e.tenant === opts.tenant) out.push(e);
+      if (out.length >= opts.limit) break;
+    }
+    return out;
   }
 }
 
@@ -193,10 +243,13 @@ export async function openLevelStore(location: string): Promise<HubStore> {
   }
   let last = 0;
   for await (const k of db.keys({ gte: 'log!', lt: `log!${END}`, reverse: true, limit: 1 })) last = Number(k.slice(4));
+  let lastAudit = 0;
+  for await (const k of db.keys({ gte: 'audit!', lt: `audit!${END}`, reverse: true, limit: 1 })) lastAudit = Number(k.slice(6));
   return {
     log: new LevelEventLog(db, last),
     registry: new LevelRegistry(db),
     delivery: new LevelDeliveryState(db),
+    audit: new LevelAuditLog(db, lastAudit),
     close: () => db.close(),
   };
 }

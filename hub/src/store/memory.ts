@@ -1,9 +1,9 @@
 /** In-memory backend: tests and throwaway hubs. Same contract as LevelDB, nothing durable. */
 import { DovetailError, type CanonicalEvent } from '@dovetail/shared';
-import { EMPTY_CURSOR, Mutex, checkNextSeq, checkToken } from './common.ts';
+import { EMPTY_CURSOR, Mutex, checkNextSeq, checkToken, checkRevocable } from './common.ts';
 import type {
-  AgentCursor, AgentRecord, AppendResult, AttemptRecord, BatchToAppend, DeliveryState, DlqEntry,
-  EnrollmentTokenRecord, EventLog, HubStore, LogEntry, Registry, StoredBatch,
+  AgentCursor, AgentRecord, ApiTokenRecord, AppendResult, AttemptRecord, AuditEntry, AuditLog, BatchToAppend, DeliveryState,
+  DlqEntry, EnrollmentTokenRecord, EventLog, HubStore, LogEntry, Registry, StoredBatch,
 } from './types.ts';
 
 class MemoryEventLog implements EventLog {
@@ -69,7 +69,7 @@ class MemoryRegistry implements Registry {
       for (const a of this.agents.values()) {
         if (a.publicKey === agent.publicKey) throw new DovetailError('HUB_KEY_IN_USE', `public key ${agent.keyId} is already registered to agent ${a.id}`);
       }
-      const rec: AgentRecord = { ...agent, tenant: tok.tenant };
+      const rec: AgentRecord = { ...agent, tenant: tok.tenant, site: tok.site ?? null };
       this.tokens.set(tokenHash, { ...tok, usedAt: now.toISOString(), agentId: agent.id });
       this.agents.set(rec.id, rec);
       return { ...rec };
@@ -96,6 +96,45 @@ class MemoryRegistry implements Registry {
   }
   async putSetting(key: string, value: string): Promise<void> {
     this.settings.set(key, value);
+  }
+  private apiTokens = new Map<string, ApiTokenRecord>();
+  async putApiToken(token: ApiTokenRecord): Promise<void> {
+    this.apiTokens.set(token.id, { ...token });
+  }
+  async getApiToken(id: string): Promise<ApiTokenRecord | undefined> {
+    const t = this.apiTokens.get(id);
+    return t && { ...t };
+  }
+  async getApiTokenByHash(hash: string): Promise<ApiTokenRecord | undefined> {
+    for (const t of this.apiTokens.values()) if (t.hash === hash) return { ...t };
+    return undefined;
+  }
+  async listApiTokens(): Promise<ApiTokenRecord[]> {
+    return [...this.apiTokens.values()].map((t) => ({ ...t })).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+  revokeApiToken(id: string, at: Date): Promise<ApiTokenRecord> {
+    return this.mutex.run(async () => {
+      const next = { ...checkRevocable(id, this.apiTokens.get(id)), revokedAt: at.toISOString() };
+      this.apiTokens.set(id, next);
+      return { ...next };
+    });
+  }
+}
+
+class MemoryAuditLog implements AuditLog {
+  private entries: AuditEntry[] = [];
+  async append(entry: Omit<AuditEntry, 'seq'>): Promise<AuditEntry> {
+    const e: AuditEntry = structuredClone({ ...entry, seq: this.entries.length + 1 });
+    this.entries.push(e);
+    return structuredClone(e);
+  }
+  async list(opts: { limit: number; tenant?: string }): Promise<AuditEntry[]> {
+    const out: AuditEntry[] = [];
+    for (let i = this.entries.length - 1; i >= 0 && out.length < opts.limit; i--) {
+      const e = this.entries[i]!;
+      if (opts.tenant === undefined || e.tenant === opts.tenant) out.push(structuredClone(e));
+    }
+    return out;
   }
 }
 
@@ -140,5 +179,5 @@ class MemoryDeliveryState implements DeliveryState {
 }
 
 export function createMemoryStore(): HubStore {
-  return { log: new MemoryEventLog(), registry: new MemoryRegistry(), delivery: new MemoryDeliveryState(), async close() {} };
+  return { log: new MemoryEventLog(), registry: new MemoryRegistry(), delivery: new MemoryDeliveryState(), audit: new MemoryAuditLog(), async close() {} };
 }

@@ -76,6 +76,8 @@ export interface AgentRecord {
   lastSeenAt: string | null;
   version: string | null;
   host: string | null;
+  /** Site name from the enrollment token, when the operator gave one. */
+  site?: string | null;
 }
 
 export interface EnrollmentTokenRecord {
@@ -87,6 +89,8 @@ export interface EnrollmentTokenRecord {
   expiresAt: string;
   usedAt: string | null;
   agentId: string | null;
+  /** Optional site name the enrolled agent is tied to. */
+  site?: string | null;
 }
 
 export interface Registry {
@@ -104,6 +108,59 @@ export interface Registry {
   updateAgent(id: string, patch: Partial<Omit<AgentRecord, 'id'>>): Promise<AgentRecord>;
   getSetting(key: string): Promise<string | undefined>;
   putSetting(key: string, value: string): Promise<void>;
+  /** Stores a new operator API token record (by id; its hash is indexed). */
+  putApiToken(token: ApiTokenRecord): Promise<void>;
+  getApiToken(id: string): Promise<ApiTokenRecord | undefined>;
+  getApiTokenByHash(hash: string): Promise<ApiTokenRecord | undefined>;
+  /** Oldest first. */
+  listApiTokens(): Promise<ApiTokenRecord[]>;
+  /** Sets revokedAt. Throws HUB_NOT_FOUND (unknown id) or HUB_CONFLICT (already revoked). */
+  revokeApiToken(id: string, at: Date): Promise<ApiTokenRecord>;
+}
+
+/** read: GETs; operate: + disable/enable agents, issue enrollment tokens; admin: + revoke, API tokens, keys. */
+export type ApiScope = 'read' | 'operate' | 'admin';
+
+export interface ApiTokenRecord {
+  /** Public id ("tok_<hex>"), shown in lists and the audit log. */
+  id: string;
+  name: string;
+  scope: ApiScope;
+  /** The one tenant the token sees; null = every tenant (global). */
+  tenant: string | null;
+  /** hex sha256 of the token; the token itself is never stored. */
+  hash: string;
+  createdAt: string;
+  /** Principal id that created it. */
+  createdBy: string;
+  revokedAt: string | null;
+}
+
+/** One operator or admin action. The audit log is append-only: no update, no delete. */
+export interface AuditEntry {
+  /** Assigned by the store: 1, 2, 3... */
+  seq: number;
+  at: string;
+  /** Principal id: an API token id, "admin" (bootstrap admin.token), or "enroll:<agent name>". */
+  actor: string;
+  actorName: string;
+  /** e.g. enroll-token.issued, agent.enrolled, agent.disabled, agent.enabled, agent.revoked, api-token.created, api-token.revoked. */
+  action: string;
+  /** Id of what was acted on (agent id, token id, enrollment token name). */
+  target: string;
+  /** Tenant of the target; null for hub-wide targets (a global token). */
+  tenant: string | null;
+  /** Remote address of the request. */
+  remote: string | null;
+  /** Small extra facts (never secrets). */
+  detail?: Record<string, string | number | boolean | null>;
+}
+
+export interface AuditLog {
+  /** Appends durably and returns the entry with its seq. */
+  append(entry: Omit<AuditEntry, 'seq'>): Promise<AuditEntry>;
+  /** Newest first, at most `limit`; only `tenant`'s entries when given. */
+  list(opts: { limit: number; tenant?: string }): Promise<AuditEntry[]>;
 }
 
 export interface AttemptRecord {
@@ -142,5 +199,6 @@ export interface HubStore {
   log: EventLog;
   registry: Registry;
   delivery: DeliveryState;
+  audit: AuditLog;
   close(): Promise<void>;
 }
