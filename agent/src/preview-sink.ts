@@ -26,11 +26,17 @@ export class PreviewSink implements CommitSink {
         if (overlay.has(key)) return overlay.get(key) ?? undefined;
         return baseReader?.get(key);
       },
-      async *entries(prefix) {
+      async getMany(keys) {
+        const base = baseReader ? await baseReader.getMany(keys) : keys.map(() => undefined);
+        return keys.map((k, i) => (overlay.has(k) ? overlay.get(k) ?? undefined : base[i]));
+      },
+      async *entries(prefix, after) {
+        // Preview runs once over small data; merging in memory keeps it simple.
         const merged = new Map<string, string | null>();
-        if (baseReader) for await (const [k, v] of baseReader.entries(prefix)) merged.set(k, v);
-        for (const [k, v] of overlay) if (k.startsWith(prefix)) merged.set(k, v);
-        for (const k of [...merged.keys()].sort()) {
+        if (baseReader) for await (const [k, v] of baseReader.entries(prefix, after)) merged.set(k, v);
+        const past = (k: string) => after === undefined || Buffer.compare(Buffer.from(k), Buffer.from(after)) > 0;
+        for (const [k, v] of overlay) if (k.startsWith(prefix) && past(k)) merged.set(k, v);
+        for (const k of [...merged.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) {
           const v = merged.get(k);
           if (v !== null && v !== undefined) yield [k, v] as [string, string];
         }

@@ -92,7 +92,7 @@ export class TableRunner {
               table: table.name, key: rowKey(change), reason: err.message, code: err.code,
               row: change.row, at: capturedAt.toISOString(),
             });
-            logger.warn({ table: table.name, key: rowKey(change), code: err.code, reason: err.message }, 'row quarantined');
+            logger.warn({ key: rowKey(change), code: err.code, reason: err.message }, 'row quarantined');
           }
         }
         const encoded = strategy.encodePosition(result.position);

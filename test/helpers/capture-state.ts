@@ -11,8 +11,13 @@ export class MemoryState implements StateReader {
   async get(key: string): Promise<string | undefined> {
     return this.map.get(key);
   }
-  async *entries(prefix: string): AsyncIterable<[string, string]> {
-    const keys = [...this.map.keys()].filter((k) => k.startsWith(prefix)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  async getMany(keys: readonly string[]): Promise<(string | undefined)[]> {
+    return keys.map((k) => this.map.get(k));
+  }
+  async *entries(prefix: string, after?: string): AsyncIterable<[string, string]> {
+    const keys = [...this.map.keys()]
+      .filter((k) => k.startsWith(prefix) && (after === undefined || Buffer.compare(Buffer.from(k), Buffer.from(after)) > 0))
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const k of keys) {
       const v = this.map.get(k);
       if (v !== undefined) yield [k, v];

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { SourceConfig, TableConfig } from '../../agent/src/config/types.ts';
-import type { CaptureContext, CaptureStrategy, PollResult, RowChange, StateReader } from '../../agent/src/capture/types.ts';
+import { EMPTY_STATE, type CaptureContext, type CaptureStrategy, type PollResult, type RowChange, type StateReader } from '../../agent/src/capture/types.ts';
 import { MssqlDriver } from '../../agent/src/sources/mssql/index.ts';
 import { createMssqlCtStrategy, type CtPosition } from '../../agent/src/capture/mssql-ct.ts';
 import { createMssqlCdcStrategy } from '../../agent/src/capture/mssql-cdc.ts';
@@ -36,7 +36,7 @@ function withDatabase(url: string, db: string): string {
 }
 
 const source = (url: string): SourceConfig => ({ type: 'mssql', system: 'nw', url, timeZone: 'UTC', maxConnections: 2, queryTimeoutMs: 60000 });
-const state: StateReader = { get: async () => undefined, entries: async function* () {} };
+const state: StateReader = EMPTY_STATE;
 const ctx = (driver: MssqlDriver, pageSize: number): CaptureContext => ({ driver, state, pageSize, signal: new AbortController().signal, now: () => new Date() });
 const table = (name: string, t: string, key: string[], strategy: TableConfig['strategy']): TableConfig => ({
   name, table: t, key, entity: 'customer', strategy, schedule: { everyMs: 1000 }, pageSize: 50, map: {}, children: {}, onGap: 'resnapshot',

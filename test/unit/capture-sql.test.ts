@@ -1,7 +1,8 @@
 /** Keyset predicates per dialect and exact cursor arithmetic (no floats, no Dates). */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Params, seekAfter, rowHash } from '../../agent/src/capture/sql.ts';
+import { Params, seekAfter, rowHasher } from '../../agent/src/capture/sql.ts';
+import type { TableConfig } from '../../agent/src/config/types.ts';
 import { minusOverlap, compareCursor, cursorParamExpr } from '../../agent/src/capture/cursor-values.ts';
 import { postgresDialect } from '../../agent/src/sources/postgres/index.ts';
 import type { Dialect } from '../../agent/src/sources/types.ts';
@@ -48,8 +49,18 @@ it('binds rowversion as binary per dialect', () => {
   assert.equal(cursorParamExpr(mssqlLike, 'timestamp', '@p1'), '@p1');
 });
 
-it('row hash covers children and ignores column order', () => {
+it('row hash covers mapped columns and children, ignores column order and unmapped columns', () => {
+  const f = (column: string) => ({ column, type: 'string' as const, trim: false, required: false });
+  const table = {
+    name: 't', table: 't', key: ['a'], entity: 'product', strategy: 'diff', schedule: { everyMs: 1000 }, pageSize: 10, onGap: 'resnapshot',
+    map: { sku: f('a'), description: f('b') },
+    children: { lines: { table: 'l', parentKey: ['a'], orderBy: [], into: 'lines', map: { lineNumber: f('q') } } },
+  } as unknown as TableConfig;
+  const rowHash = rowHasher(table);
   assert.equal(rowHash({ a: 1, b: '2' }), rowHash({ b: '2', a: 1 }));
+  assert.notEqual(rowHash({ a: 1, b: '2' }), rowHash({ a: 1, b: '3' }), 'a mapped column changes the hash');
+  assert.equal(rowHash({ a: 1, b: '2', fax: 'x' }), rowHash({ a: 1, b: '2', fax: 'y' }), 'an unmapped column does not');
   assert.notEqual(rowHash({ a: 1 }, { lines: [{ q: '1.0' }] }), rowHash({ a: 1 }, { lines: [{ q: '1.00' }] }));
   assert.notEqual(rowHash({ a: 1 }, { lines: [] }), rowHash({ a: 1 }, { lines: [{ q: '1' }] }));
+  assert.equal(rowHash({ a: 1 }, { lines: [{ q: '1', note: 'x' }] }), rowHash({ a: 1 }, { lines: [{ q: '1', note: 'y' }] }));
 });

@@ -4,6 +4,7 @@
  * data the demo's comparison accepts: the comparison and the mapping agree, so a
  * "lost" count at the end of the demo means the pipeline lost something.
  */
+import { EMPTY_STATE } from '../../agent/src/capture/types.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startErp } from '../../demo/erp.ts';
@@ -28,7 +29,6 @@ test('demo mapping: a snapshot of the ERP after simulated changes matches the co
   await driver.connect();
   t.after(() => driver.close());
   await loadStrategies(cfg.tables);
-  const emptyState = { get: async () => undefined, entries: async function* () { /* never captured */ } };
   const received = new Map<string, unknown>();
   let events = 0;
   for (const table of cfg.tables) {
@@ -36,7 +36,7 @@ test('demo mapping: a snapshot of the ERP after simulated changes matches the co
     const mapper = compileMapping(table, { timeZone: cfg.source.timeZone, system: cfg.source.system, agentId: 'test' });
     let position: unknown = null;
     for (let page = 0; page < 50; page++) {
-      const r = await strategy.poll(position, { driver, state: emptyState, pageSize: 1000, signal: new AbortController().signal, now: () => new Date() });
+      const r = await strategy.poll(position, { driver, state: EMPTY_STATE, pageSize: 1000, signal: new AbortController().signal, now: () => new Date() });
       for (const c of r.changes) {
         const e = mapper.toEvent(c, new Date());
         assert.deepEqual(validateEvent(e), []);

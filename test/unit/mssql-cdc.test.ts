@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDovetailError } from '@dovetail/shared';
 import type { SourceConfig, TableConfig } from '../../agent/src/config/types.ts';
-import type { CaptureContext, StateReader } from '../../agent/src/capture/types.ts';
+import { EMPTY_STATE, type CaptureContext, type StateReader } from '../../agent/src/capture/types.ts';
 import { MssqlDriver } from '../../agent/src/sources/mssql/index.ts';
 import { bigIntToLsn, createMssqlCdcStrategy, lsnToBigInt, type CdcPosition } from '../../agent/src/capture/mssql-cdc.ts';
 import { createFakeMssql, describeRows, type FakeMssql } from '../helpers/mssql-fake.ts';
@@ -16,7 +16,7 @@ const TABLE: TableConfig = {
   name: 'customers', table: 'dbo.Customers', key: ['CustomerID'], entity: 'customer', strategy: 'mssql-cdc',
   schedule: { everyMs: 1000 }, pageSize: 3, map: {}, children: {}, onGap: 'resnapshot',
 };
-const state: StateReader = { get: async () => undefined, entries: async function* () {} };
+const state: StateReader = EMPTY_STATE;
 const ctx = (driver: MssqlDriver, pageSize = 3): CaptureContext => ({ driver, state, pageSize, signal: new AbortController().signal, now: () => new Date(0) });
 
 /** An LSN as tedious returns binary(10): a Buffer. */

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDovetailError } from '@dovetail/shared';
 import type { SourceConfig, TableConfig } from '../../agent/src/config/types.ts';
-import type { CaptureContext, StateReader } from '../../agent/src/capture/types.ts';
+import { EMPTY_STATE, type CaptureContext, type StateReader } from '../../agent/src/capture/types.ts';
 import { MssqlDriver } from '../../agent/src/sources/mssql/index.ts';
 import { isRetryable } from '../../agent/src/sources/errors.ts';
 import { createMssqlCtStrategy, type CtPosition } from '../../agent/src/capture/mssql-ct.ts';
@@ -21,7 +21,7 @@ function table(name: string, over: Partial<TableConfig> = {}): TableConfig {
   };
 }
 
-const state: StateReader = { get: async () => undefined, entries: async function* () {} };
+const state: StateReader = EMPTY_STATE;
 
 function ctx(driver: MssqlDriver, pageSize = 2): CaptureContext {
   return { driver, state, pageSize, signal: new AbortController().signal, now: () => new Date('2024-05-01T00:00:00Z') };

@@ -49,3 +49,18 @@ test('batch signature covers the exact body bytes under the batch domain', () =>
   assert.equal(verify(b.body, b.sig, kp.publicKey), false);
   assert.equal(decodeBatchBody(b.body).agent, 'a1');
 });
+
+test('OpenSSL signing is byte-identical to tweetnacl and verifies both ways', () => {
+  for (let i = 0; i < 20; i++) {
+    const kp = nacl.sign.keyPair();
+    const m = nacl.randomBytes(i * 997);
+    const ours = sign(m, kp.secretKey);
+    assert.equal(toHex(ours), toHex(nacl.sign.detached(m, kp.secretKey)));
+    assert.equal(verify(m, ours, kp.publicKey), true);
+    assert.equal(nacl.sign.detached.verify(m, ours, kp.publicKey), true);
+    const other = nacl.sign.keyPair();
+    assert.equal(verify(m, ours, other.publicKey), false);
+  }
+  // A public key that is not a point on the curve is refused, not thrown.
+  assert.equal(verify(msg, fromHex(SIG), new Uint8Array(32).fill(0xff)), false);
+});

@@ -20,7 +20,7 @@ import type { Row, Value } from '../sources/types.ts';
 import type { CaptureContext, CaptureStrategy, PollResult, RowChange } from './types.ts';
 import { compareCursor, cursorOrdinal, cursorParamExpr, cursorParamValue, minusOverlap } from './cursor-values.ts';
 import { decodeJson, encodeJson, snapshotId } from './position.ts';
-import { Params, col, hasChildren, keyJson, keyRow, keyValues, loadChildren, rowHash, scanPage, seekAfter, whereClause } from './sql.ts';
+import { Params, col, hasChildren, keyJson, keyRow, keyValues, loadChildren, rowHasher, type RowHasher, scanPage, seekAfter, whereClause } from './sql.ts';
 
 /**
  * Most dedupe entries kept in a position. Past this the oldest are dropped: a row in
@@ -58,12 +58,14 @@ function isPosition(v: Record<string, unknown>): boolean {
 export class CursorStrategy implements CaptureStrategy<CursorPosition> {
   readonly name = 'cursor';
   readonly #table: TableConfig;
+  readonly #hash: RowHasher;
   readonly #cursor: CursorConfig;
 
   constructor(table: TableConfig) {
     if (!table.cursor) throw new TypeError(`table ${table.name}: strategy cursor needs a cursor config`);
     if (table.key.length === 0) throw new TypeError(`table ${table.name}: strategy cursor needs key columns`);
     this.#table = table;
+    this.#hash = rowHasher(table);
     this.#cursor = table.cursor;
   }
 
@@ -112,7 +114,7 @@ export class CursorStrategy implements CaptureStrategy<CursorPosition> {
 
   #version(row: Row, children: Record<string, Row[]> | undefined): string {
     if (this.#cursor.type === 'rowversion') return String(col(row, this.#cursor.column, this.#table.table));
-    return rowHash(row, children);
+    return this.#hash(row, children);
   }
 
   async #snapshotPage(pos: CursorPosition, ctx: CaptureContext): Promise<PollResult<CursorPosition>> {

@@ -21,7 +21,7 @@ import type { TableConfig } from '../config/types.ts';
 import type { Row, Value } from '../sources/types.ts';
 import type { CaptureContext, CaptureStrategy, PollResult, RowChange, StateOp } from './types.ts';
 import { decodeJson, encodeJson, snapshotId } from './position.ts';
-import { Params, hasChildren, keyJson, keyRow, keyValues, loadChildren, rowHash, scanPage, whereClause } from './sql.ts';
+import { Params, hasChildren, keyJson, keyRow, keyValues, loadChildren, rowHasher, type RowHasher, scanPage, whereClause } from './sql.ts';
 
 /** Stored keys checked per existence query in the sweep (SQL Server allows 2100 parameters). */
 export const SWEEP_CHECK_CHUNK = 500;
@@ -49,20 +49,17 @@ function isPosition(v: Record<string, unknown>): boolean {
   return v.v === 1 && (v.stage === 'scan' || v.stage === 'sweep') && typeof v.run === 'string' && typeof v.done === 'number';
 }
 
-/** LevelDB compares bytes; compare the UTF-8 bytes the same way when skipping. */
-function bytesCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
 export class DiffStrategy implements CaptureStrategy<DiffPosition> {
   readonly name = 'diff';
   readonly #table: TableConfig;
+  readonly #hash: RowHasher;
   /** State key prefix of this table's hashes; the JSON-quoted name cannot prefix another table's. */
   readonly prefix: string;
 
   constructor(table: TableConfig) {
     if (table.key.length === 0) throw new TypeError(`table ${table.name}: strategy diff needs key columns`);
     this.#table = table;
+    this.#hash = rowHasher(table);
     this.prefix = `h:${JSON.stringify(table.name)}:`;
   }
 
@@ -104,13 +101,18 @@ export class DiffStrategy implements CaptureStrategy<DiffPosition> {
     const changes: RowChange[] = [];
     const stateOps: StateOp[] = [];
     let last = pos.after;
-    for (const row of rows) {
-      const key = keyValues(row, t.key, t.table);
-      const sk = this.stateKey(key);
+    const keys = rows.map((row) => keyValues(row, t.key, t.table));
+    const stateKeys = keys.map((key) => this.stateKey(key));
+    // One read per page, not one per row.
+    const stored = pos.full ? [] : await ctx.state.getMany(stateKeys);
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      const key = keys[i]!;
+      const sk = stateKeys[i]!;
       const children = kids?.get(keyJson(key));
-      const hash = rowHash(row, children);
+      const hash = this.#hash(row, children);
       last = key;
-      if (!pos.full && (await ctx.state.get(sk)) === hash) continue;
+      if (!pos.full && stored[i] === hash) continue;
       changes.push({ op: 'upsert', key: keyRow(key, t.key), row, ...(children ? { children } : {}), position: `diff:${pos.run}`, occurredAt: null });
       stateOps.push({ type: 'put', key: sk, value: hash });
     }
@@ -145,8 +147,7 @@ export class DiffStrategy implements CaptureStrategy<DiffPosition> {
     };
 
     const chunkSize = Math.min(SWEEP_CHECK_CHUNK, ctx.pageSize);
-    for await (const [sk] of ctx.state.entries(this.prefix)) {
-      if (pos.sweepAfter !== null && bytesCompare(sk, pos.sweepAfter) <= 0) continue;
+    for await (const [sk] of ctx.state.entries(this.prefix, pos.sweepAfter ?? undefined)) {
       if (queries >= SWEEP_QUERIES_PER_POLL || changes.length >= ctx.pageSize) {
         exhausted = false;
         break;

@@ -85,18 +85,43 @@ function stableRow(row: Row): [string, Value][] {
   return Object.keys(row).sort().map((k) => [k, row[k]!]);
 }
 
-/** Content hash of a row and its children: what "changed" means for diff and cursor dedupe. */
-export function rowHash(row: Row, children?: Record<string, Row[]>): string {
-  const h = createHash('sha256');
-  h.update(JSON.stringify(stableRow(row)));
-  if (children) {
-    for (const name of Object.keys(children).sort()) {
-      h.update(`\u0000${name}`);
-      for (const c of children[name]!) h.update(`\u0001${JSON.stringify(stableRow(c))}`);
-    }
+export type RowHasher = (row: Row, children?: Record<string, Row[]>) => string;
+
+/** Columns a mapping reads (plain, computed and joined fields); sorted for a stable hash. */
+function mappedColumns(keys: readonly string[], map: TableConfig['map']): string[] {
+  const cols = new Set<string>(keys);
+  for (const fm of Object.values(map)) {
+    if (fm.column !== undefined) cols.add(fm.column);
+    for (const c of fm.subtract ?? []) cols.add(c);
+    for (const c of fm.columns ?? []) cols.add(c);
   }
-  // 128 bits: collisions are not a practical concern and the position/state stay small.
-  return h.digest('hex').slice(0, 32);
+  return [...cols].sort();
+}
+
+/**
+ * Content hash of what the mapping reads from a row and its children: what "changed"
+ * means for diff and cursor dedupe. Columns no mapping uses are left out, so a change
+ * to one of them (or a table mapped to two entities, each reading its own columns)
+ * sends no identical event again.
+ */
+export function rowHasher(table: TableConfig): RowHasher {
+  // A table with no mapping (tests, tools) compares whole rows.
+  const cols = Object.keys(table.map).length ? mappedColumns(table.key, table.map) : null;
+  const childCols = new Map(Object.entries(table.children).filter(([, c]) => Object.keys(c.map).length).map(([name, c]) => [name, mappedColumns(c.parentKey, c.map)]));
+  const pick = (row: Row, names: readonly string[]) => JSON.stringify(names.map((c) => row[c] ?? null));
+  return (row, children) => {
+    const h = createHash('sha256');
+    h.update(cols ? pick(row, cols) : JSON.stringify(stableRow(row)));
+    if (children) {
+      for (const name of Object.keys(children).sort()) {
+        const names = childCols.get(name);
+        h.update(`\u0000${name}`);
+        for (const c of children[name]!) h.update(`\u0001${names ? pick(c, names) : JSON.stringify(stableRow(c))}`);
+      }
+    }
+    // 128 bits: collisions are not a practical concern and the position/state stay small.
+    return h.digest('hex').slice(0, 32);
+  };
 }
 
 /** One keyset page of a table (or a where-filtered part of it), ordered by key. */

@@ -44,8 +44,14 @@ export interface PollResult<P> {
 /** Read-only view of committed strategy state (diff hashes) in the agent's LevelDB. */
 export interface StateReader {
   get(key: string): Promise<string | undefined>;
+  /** Several keys in one read (a page's worth), in the order given. */
+  getMany(keys: readonly string[]): Promise<(string | undefined)[]>;
   /** Iterate keys with a prefix in key order. */
-  entries(prefix: string): AsyncIterable<[string, string]>;
+  /**
+   * Iterate keys with a prefix in key order (LevelDB: UTF-8 byte order), starting
+   * strictly after `after` when given, so a long sweep resumes without rescanning.
+   */
+  entries(prefix: string, after?: string): AsyncIterable<[string, string]>;
 }
 
 export interface CaptureContext {
@@ -67,3 +73,10 @@ export interface CaptureStrategy<P = unknown> {
   /** Position that forces a fresh snapshot on the next poll (resync). */
   resyncPosition(current: P | null): P | null;
 }
+
+/** State of a table never captured: nothing stored. For previews, tests and benchmarks. */
+export const EMPTY_STATE: StateReader = {
+  get: async () => undefined,
+  getMany: async (keys) => keys.map(() => undefined),
+  entries: async function* () { /* nothing stored */ },
+};

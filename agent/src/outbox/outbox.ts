@@ -95,6 +95,8 @@ export class Outbox {
   private readonly state;
   private readonly quarantineDb;
   private readonly opts: OutboxOptions | undefined;
+  /** Signs new batches; replaced by setSigningKey after an agent key rotation. */
+  private signingKey: Uint8Array | undefined;
   private readonly now: () => Date;
   private readonly listeners = new Set<CommitListener>();
   /** Writers (commit, ack, resetTable) run one at a time: seq and the hash chain must stay gapless. */
@@ -119,7 +121,22 @@ export class Outbox {
     this.state = db.sublevel<string, string>('state', { valueEncoding: 'utf8' });
     this.quarantineDb = db.sublevel<string, string>('quarantine', { valueEncoding: 'utf8' });
     this.opts = opts;
+    this.signingKey = opts?.secretKey;
     this.now = now;
+  }
+
+  /**
+   * Signs batches committed from now on with `secretKey` (after an agent key rotation).
+   * Batches already stored keep their bytes and old signature: the
+   * hub accepts them under the old key until its grace ends. Takes effect between commits.
+   */
+  setSigningKey(secretKey: Uint8Array): Promise<void> {
+    this.assertOpen();
+    if (!this.opts) throw new TypeError('outbox was opened read-only; it signs nothing');
+    if (!(secretKey instanceof Uint8Array) || secretKey.byteLength !== 64) throw new TypeError('setSigningKey: secretKey must be a 64-byte Ed25519 secret key');
+    return this.serial(async () => {
+      this.signingKey = secretKey;
+    });
   }
 
   static async open(dataDir: string, opts: OutboxOptions | ReadOnlyOutboxOptions): Promise<Outbox> {
@@ -215,7 +232,7 @@ export class Outbox {
       const seqs: number[] = [];
       for (const events of groups) {
         const body: BatchBody = { v: BATCH_VERSION, agent: opts.agentId, seq, prev, createdAt, events };
-        const signed = signBatch(body, opts.secretKey);
+        const signed = signBatch(body, this.signingKey!);
         const record: StoredRecord = { body: signed.body, sig: signed.sig, n: events.length };
         ops.push({ type: 'put', sublevel: this.batches, key: seqKey(seq), value: packr.pack(record) });
         addedBytes += signed.body.byteLength;
@@ -275,9 +292,11 @@ export class Outbox {
     const ns = table + SEP;
     return {
       get: (key: string) => state.get(ns + key),
-      async *entries(prefix: string): AsyncIterable<[string, string]> {
+      getMany: (keys: readonly string[]) => state.getMany(keys.map((k) => ns + k)),
+      async *entries(prefix: string, after?: string): AsyncIterable<[string, string]> {
         const from = ns + prefix;
-        for await (const [k, v] of state.iterator({ gte: from })) {
+        const range = after !== undefined && after.startsWith(prefix) ? { gt: ns + after } : { gte: from };
+        for await (const [k, v] of state.iterator(range)) {
           // Stop at the first key past the prefix; avoids computing an exclusive upper bound over UTF-8.
           if (!k.startsWith(from)) break;
           yield [k.slice(ns.length), v];
