@@ -69,6 +69,47 @@ export function signBatch(body: BatchBody, secretKey: Uint8Array): SignedBatch {
   };
 }
 
+/** One event's msgpack bytes: batches are assembled from these, so each event is encoded once. */
+export function packEvent(event: CanonicalEvent): Uint8Array {
+  return packr.pack(event);
+}
+
+/** msgpack array header for n items. */
+function arrayHeader(n: number): Uint8Array {
+  if (n < 16) return new Uint8Array([0x90 | n]);
+  if (n < 0x10000) return new Uint8Array([0xdc, n >> 8, n & 0xff]);
+  return new Uint8Array([0xdd, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+}
+
+/**
+ * The same bytes as encodeBatchBody({ ...head, events }), built from events packed
+ * beforehand with packEvent: `events` is the body's last field, so the body is the
+ * head map with an empty array, whose one-byte header (0x90) is replaced by the
+ * real array header followed by the packed events.
+ */
+export function encodeBatchBodyPacked(head: Omit<BatchBody, 'events'>, packedEvents: readonly Uint8Array[]): Uint8Array {
+  const headBytes = packr.pack({ v: head.v, agent: head.agent, seq: head.seq, prev: head.prev, createdAt: head.createdAt, events: [] });
+  if (headBytes[headBytes.byteLength - 1] !== 0x90) throw new TypeError('batch head did not end with its empty events array');
+  const hdr = arrayHeader(packedEvents.length);
+  let total = headBytes.byteLength - 1 + hdr.byteLength;
+  for (const e of packedEvents) total += e.byteLength;
+  const out = new Uint8Array(total);
+  out.set(headBytes.subarray(0, headBytes.byteLength - 1), 0);
+  let off = headBytes.byteLength - 1;
+  out.set(hdr, off);
+  off += hdr.byteLength;
+  for (const e of packedEvents) {
+    out.set(e, off);
+    off += e.byteLength;
+  }
+  return out;
+}
+
+export function signPackedBatch(head: Omit<BatchBody, 'events'>, packedEvents: readonly Uint8Array[], secretKey: Uint8Array): SignedBatch {
+  const bytes = encodeBatchBodyPacked(head, packedEvents);
+  return { seq: head.seq, body: bytes, sig: sign(domainMessage(DOMAIN.batch, bytes), secretKey), hash: sha256(bytes) };
+}
+
 export function verifyBatchSignature(body: Uint8Array, sig: Uint8Array, publicKey: Uint8Array): boolean {
   return verify(domainMessage(DOMAIN.batch, body), sig, publicKey);
 }

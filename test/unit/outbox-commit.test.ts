@@ -94,7 +94,7 @@ test('commit splits by msgpack bytes and an empty commit still moves the positio
 
 test('splitEvents keeps one oversized-for-maxBytes event alone rather than dropping it', () => {
   const { groups, oversized } = splitEvents([event(1), event(2, 5000), event(3)], 10, 1000);
-  assert.deepEqual(groups.map((g) => g.map((e) => e.id)), [['ev-1'], ['ev-2'], ['ev-3']]);
+  assert.deepEqual(groups.map((g) => g.map((e) => (packr.unpack(e) as { id: string }).id)), [['ev-1'], ['ev-2'], ['ev-3']]);
   assert.deepEqual(oversized, []);
 });
 

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { Level, type BatchOperation } from 'level';
 import {
-  DovetailError, GENESIS_HASH, MAX_FRAME_BYTES, packr, signBatch, toHex, fromHex,
-  BATCH_VERSION, type BatchBody, type CanonicalEvent,
+  DovetailError, GENESIS_HASH, MAX_FRAME_BYTES, packr, packEvent, signPackedBatch, toHex, fromHex,
+  BATCH_VERSION, type CanonicalEvent,
 } from '@dovetail/shared';
 import type { StateReader } from '../capture/types.ts';
 import type { CommitInput, OutboxStats, QuarantineEntry, StoredBatch } from './types.ts';
@@ -231,8 +231,7 @@ export class Outbox {
       let addedBytes = 0;
       const seqs: number[] = [];
       for (const events of groups) {
-        const body: BatchBody = { v: BATCH_VERSION, agent: opts.agentId, seq, prev, createdAt, events };
-        const signed = signBatch(body, this.signingKey!);
+        const signed = signPackedBatch({ v: BATCH_VERSION, agent: opts.agentId, seq, prev, createdAt }, events, this.signingKey!);
         const record: StoredRecord = { body: signed.body, sig: signed.sig, n: events.length };
         ops.push({ type: 'put', sublevel: this.batches, key: seqKey(seq), value: packr.pack(record) });
         addedBytes += signed.body.byteLength;
@@ -453,13 +452,15 @@ export async function inspectOutbox(dataDir: string): Promise<{ live: boolean; s
  */
 export function splitEvents(
   events: CanonicalEvent[], maxEvents: number, maxBytes: number,
-): { groups: CanonicalEvent[][]; oversized: CanonicalEvent[] } {
-  const groups: CanonicalEvent[][] = [];
+): { groups: Uint8Array[][]; oversized: CanonicalEvent[] } {
+  const groups: Uint8Array[][] = [];
   const oversized: CanonicalEvent[] = [];
-  let cur: CanonicalEvent[] = [];
+  let cur: Uint8Array[] = [];
   let curBytes = 0;
   for (const ev of events) {
-    const size = packr.pack(ev).byteLength;
+    // Packed once: these bytes are measured here and become the batch body as they are.
+    const packed = packEvent(ev);
+    const size = packed.byteLength;
     if (size > MAX_BODY_BYTES) {
       oversized.push(ev);
       continue;
@@ -469,7 +470,7 @@ export function splitEvents(
       cur = [];
       curBytes = 0;
     }
-    cur.push(ev);
+    cur.push(packed);
     curBytes += size;
   }
   if (cur.length > 0) groups.push(cur);
