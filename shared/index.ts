@@ -3,6 +3,7 @@ export * from './src/bytes.ts';
 export * from './src/signing.ts';
 export * from './src/batch.ts';
 export * from './src/protocol.ts';
+export * from './src/keys.ts';
 export * from './src/backoff.ts';
 export * from './src/values.ts';
 export * from './src/log.ts';

@@ -22,6 +22,7 @@ Commands:
   preview   print the canonical events the next capture would send, as JSON lines; changes nothing
   status    show capture positions, buffer depth and bytes, last ack
   resync    re-snapshot one table on the next capture
+  keys rotate  replace this agent's key (announced to the hub under the old one)
 
 Run 'dovetail-agent <command> --help' for a command's options.`,
   enroll: `Usage: dovetail-agent enroll --hub URL --token TOKEN --config agent.yaml [--name NAME] [--force]
@@ -50,6 +51,18 @@ quarantined are printed on stderr with their reason. Changes no state.
 
 Shows per-table capture positions, buffer depth and bytes, and the last hub acknowledgement.
 Works while the agent runs (reads the status file it refreshes every 2 s).`,
+  keys: `Usage: dovetail-agent keys rotate --config agent.yaml [--grace 24h]
+
+Generates a new Ed25519 key pair locally (<dataDir>/agent.key.next, mode 0600), announces it
+to the hub signed by the current key (with proof of possession of the new one), and once the
+hub confirms, makes it this agent's key (agent.key). Works whether or not the agent runs: a
+running agent signs new batches and connections with the new key within a few seconds.
+Batches already buffered keep their old signature; the hub accepts them until the old key's
+grace ends. Interrupted (hub unreachable, crash), the old key stays in use and running the
+command again finishes the same rotation.
+
+  --grace DURATION   how long the hub keeps accepting the old key: 90s, 30m, 24h, 2d
+                     (default and maximum: the hub's keys.agentKeyGraceMs, 24 h)`,
   resync: `Usage: dovetail-agent resync --config agent.yaml --table NAME
 
 Re-snapshots one table: its capture position and diff state are dropped on the next capture
@@ -75,7 +88,10 @@ async function config(values: { config?: string | undefined }): Promise<AgentCon
 }
 
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
+  const [command, ...args] = argv;
+  let rest = args;
+  if (command === 'keys' && rest[0] === 'rotate') rest = rest.slice(1);
+  else if (command === 'keys' && rest[0] !== undefined && !rest[0].startsWith('-')) throw new UsageError(`unknown command "keys ${rest[0]}"\n\n${HELP.keys}`);
   if (!command || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(HELP.main + '\n');
     return;
@@ -98,6 +114,7 @@ async function main(argv: string[]): Promise<void> {
       table: { type: 'string' },
       limit: { type: 'string' },
       json: { type: 'boolean' },
+      grace: { type: 'string' },
     },
   });
   if (values.help) {
@@ -110,6 +127,9 @@ async function main(argv: string[]): Promise<void> {
     case 'preview': return cmdPreview(values);
     case 'status': return cmdStatus(values);
     case 'resync': return cmdResync(values);
+    case 'keys':
+      if (args[0] !== 'rotate') throw new UsageError(`"keys" needs a subcommand\n\n${HELP.keys}`);
+      return cmdKeysRotate(values);
   }
 }
 
@@ -157,6 +177,20 @@ async function cmdStatus(v: Record<string, string | boolean | undefined>): Promi
   const { collectStatus, formatStatus } = await import('./status.ts');
   const status = await collectStatus(cfg);
   process.stdout.write(v.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+}
+
+function graceSeconds(text: string): number {
+  const m = /^(\d+)\s*(s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`--grace "${text}" is not a duration like 90s, 30m, 24h, 2d`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+}
+
+async function cmdKeysRotate(v: Record<string, string | boolean | undefined>): Promise<void> {
+  const cfg = await config(v as { config?: string });
+  const grace = typeof v.grace === 'string' ? graceSeconds(v.grace) : undefined;
+  const { rotateAgentKey } = await import('./identity/identity.ts');
+  const r = (await rotateAgentKey({ dataDir: cfg.agent.dataDir, ...(grace === undefined ? {} : { graceSeconds: grace }) }))!;
+  process.stdout.write(`agent ${r.agentId} key rotated: ${r.oldKeyId} -> ${r.newKeyId}${r.resumed ? ' (finished an interrupted rotation)' : ''}; the hub accepts the old key until ${r.retiresAt}\n`);
 }
 
 async function cmdResync(v: Record<string, string | boolean | undefined>): Promise<void> {

@@ -7,3 +7,5 @@ export { createStrategy } from './capture/registry.ts';
 export { Outbox } from './outbox/outbox.ts';
 export { runPreview } from './preview.ts';
 export type { SourceDriver, Row, Value, Dialect, ColumnInfo } from './sources/types.ts';
+export { rotateAgentKey, pinHubKey, KEY_NEXT_FILE, type RotateKeyOptions, type RotateKeyResult } from './identity/identity.ts';
+export { mergeRemoteConfig, configFrameProblem, REMOTE_CONFIG_FILE, type RemoteConfigFile } from './remote-config.ts';

@@ -48,11 +48,50 @@ export interface TableRunnerDeps {
   onEvents?: (events: CanonicalEvent[], quarantine: QuarantineEntry[]) => boolean | void;
 }
 
+/** Columns a table config reads from one source table, with what reads each (for the error message). */
+function requiredColumns(keys: readonly string[], map: TableConfig['map'], extra: Record<string, string> = {}): Map<string, string> {
+  const need = new Map<string, string>();
+  for (const k of keys) need.set(k, 'key');
+  for (const [col, what] of Object.entries(extra)) need.set(col, what);
+  for (const [path, fm] of Object.entries(map)) {
+    for (const c of [fm.column, ...(fm.subtract ?? []), ...(fm.columns ?? [])]) if (c !== undefined && !need.has(c)) need.set(c, `mapped to ${path}`);
+  }
+  return need;
+}
+
+/**
+ * Check once, before the first capture, that every column the config names exists,
+ * so a typo is one clear error naming the column rather than every row quarantined.
+ */
+export async function checkColumns(driver: SourceDriver, table: TableConfig): Promise<void> {
+  const checks: [string, Map<string, string>][] = [
+    [table.table, requiredColumns(table.key, table.map, table.cursor ? { [table.cursor.column]: 'cursor column' } : {})],
+  ];
+  for (const [name, child] of Object.entries(table.children)) {
+    const extra: Record<string, string> = {};
+    for (const c of child.orderBy) extra[c] = `children.${name}.orderBy`;
+    checks.push([child.table, requiredColumns(child.parentKey, child.map, extra)]);
+  }
+  for (const [source, need] of checks) {
+    const have = (await driver.describe(source)).map((c) => c.name);
+    const haveSet = new Set(have);
+    const missing = [...need].filter(([c]) => !haveSet.has(c));
+    if (missing.length === 0) continue;
+    const lower = new Map(have.map((h) => [h.toLowerCase(), h]));
+    const detail = missing.map(([c, what]) => {
+      const near = lower.get(c.toLowerCase());
+      return `"${c}" (${what})${near ? ` — did you mean "${near}"?` : ''}`;
+    }).join(', ');
+    throw new DovetailError('AGENT_SOURCE_MISSING_OBJECT', `table ${table.name}: ${source} has no column ${detail}; its columns are ${have.join(', ')}`, { table: table.name, source, missing: missing.map(([c]) => c) });
+  }
+}
+
 const rowKey = (change: RowChange): string => Object.values(change.key).map((v) => String(v).trim()).join('/');
 
 export class TableRunner {
   readonly status: TableStatus;
   private running = false;
+  private columnsChecked = false;
   private readonly now: () => Date;
 
   constructor(private readonly deps: TableRunnerDeps) {
@@ -72,6 +111,10 @@ export class TableRunner {
     this.running = true;
     const { table, strategy, mapper, sink, logger } = this.deps;
     try {
+      if (!this.columnsChecked) {
+        await checkColumns(this.deps.driver(), table);
+        this.columnsChecked = true;
+      }
       for (;;) {
         if (signal.aborted) return true;
         const posText = await sink.getPosition(table.name);

@@ -3,6 +3,7 @@
  * The only place in the hub that reads process.env/argv or calls process.exit.
  */
 import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { DovetailError, createLogger, isDovetailError } from '@dovetail/shared';
 import { DEFAULT_PORT, defaultHubConfig, loadHubConfig, type HubConfig } from './config.ts';
 import { startHub } from './hub.ts';
@@ -23,6 +24,10 @@ Commands:
   agents disable ID   refuse the agent until enabled (its socket closes at once)
   agents enable ID    allow a disabled agent again
   agents revoke ID    refuse the agent for good (it must re-enroll)
+  agents push-config ID --file tables.yaml   send a tables section to an agent (signed)
+  keys rotate         replace the hub key; agents are told under the old key
+  destinations list   destinations: tenant, cursor, pending, DLQ, secret rotation
+  destinations rotate-secret NAME   new webhook secret (printed once), both signatures during --overlap
   tokens create       create an operator API token (--scope read|operate|admin)
   tokens list         list operator API tokens
   tokens revoke ID    revoke an operator API token
@@ -96,6 +101,34 @@ ${CONN}`,
 Operator and admin actions, newest first: when, who (token id and name), what, target, tenant, from where.
   --limit N     entries to show, 1 to 1000 (default 50)
 ${CONN}`,
+  'agents push-config': `Usage: dovetail-hub agents push-config ID --file tables.yaml [--json] [connection options]
+
+Pushes a remote config to the agent (scope operate): a YAML file with a "tables:" list only
+(mappings and schedules; the agent keeps its own source, hub and agent settings). The hub
+stores it with the next version number, signs it with the hub key and sends it now if the
+agent is connected, otherwise on its next connect. The agent checks the signature and
+validates it like its local config; it applies it or refuses it with the reason.
+"agents show ID" shows the version the agent runs and the verdict.
+${CONN}`,
+  'keys rotate': `Usage: dovetail-hub keys rotate [--json] [connection options]
+
+Replaces the hub's signing key (scope admin). The new public key is announced under the old
+key to every connected agent at once; agents that are offline pick the announcement up when
+they reconnect. The hub signs with the new key from now on.
+${CONN}`,
+  'destinations list': `Usage: dovetail-hub destinations list [--json] [connection options]
+
+Lists destinations: name, tenant (only its agents' events are delivered), cursor, pending, DLQ,
+and the signing secret's state (from the config file, or rotated with the overlap end).
+${CONN}`,
+  'destinations rotate-secret': `Usage: dovetail-hub destinations rotate-secret NAME [--overlap 24h] [--json] [connection options]
+
+Generates a new whsec_ signing secret for the destination (scope admin), stores it in the hub
+(it takes precedence over the config file) and prints it ONCE on the first line. During the
+overlap every webhook carries two signatures (new and old) in webhook-signature; after it,
+only the new one. Give the new secret to the receiver before the overlap ends.
+  --overlap DURATION   90s, 30m, 24h, 2d or seconds; 0 = no overlap (default 24h)
+${CONN}`,
   status: `Usage: dovetail-hub status [--json] [connection options]
 
 Shows agents (total/online), stored events, and per destination: cursor, pending, in flight, DLQ.
@@ -118,10 +151,14 @@ const KNOWN: Record<string, { value: string[]; bool: string[]; id?: true }> = {
   'tokens list': { value: CONNECT, bool: ['help', 'json'] },
   'tokens revoke': { value: CONNECT, bool: ['help', 'json'], id: true },
   audit: { value: ['limit', ...CONNECT], bool: ['help', 'json'] },
+  'agents push-config': { value: ['file', ...CONNECT], bool: ['help', 'json'], id: true },
+  'keys rotate': { value: CONNECT, bool: ['help', 'json'] },
+  'destinations list': { value: CONNECT, bool: ['help', 'json'] },
+  'destinations rotate-secret': { value: ['overlap', ...CONNECT], bool: ['help', 'json'], id: true },
   status: { value: CONNECT, bool: ['help', 'json'] },
 };
 /** Command groups: alone they print the main help. */
-const GROUPS = ['agents', 'tokens'];
+const GROUPS = ['agents', 'tokens', 'keys', 'destinations'];
 
 export function parseArgs(argv: string[]): { command: string; flags: Flags } {
   const words: string[] = [];
@@ -154,8 +191,12 @@ export function parseArgs(argv: string[]): { command: string; flags: Flags } {
 }
 
 export function parseDuration(text: string): number {
+  return durationOf(text, 'ttl');
+}
+
+function durationOf(text: string, flag: string): number {
   const m = /^(\d+)\s*(s|m|h|d)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`--ttl "${text}" is not a duration like 90s, 30m, 1h, 2d`);
+  if (!m) throw new UsageError(`--${flag} "${text}" is not a duration like 90s, 30m, 1h, 2d`);
   const mult = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
   return Number(m[1]) * mult;
 }
@@ -211,11 +252,19 @@ interface AgentView {
   site?: string | null; connectedAt?: string | null; statusAt?: string | null; remote?: string | null; agentState?: string | null; uplinkState?: string | null;
   buffer?: { depth: number; bytes: number; lastAckedSeq: number | null; lastAckAt: string | null; oldestPendingAt: string | null } | null;
   lagMs?: number | null; lastError?: ErrorView | null;
+  previousKeys?: Array<{ keyId: string; rotatedAt: string; retiresAt: string; retired: boolean }>;
+  keyId?: string;
+  configVersion?: number | null;
+  config?: { version: number; status: string; reason: string | null; pushedAt: string; resultAt: string | null } | null;
   tables?: Array<{ table: string; phase: string; progress: { done: number; total: number } | null; eventsCaptured: number; quarantined: number; lastPollAt: string | null; lastError: ErrorView | null }>;
 }
 interface TokenView { id: string; name: string; scope: string; tenant: string | null; createdAt: string; createdBy: string; revokedAt: string | null }
 interface AuditView { seq: number; at: string; actor: string; actorName: string; action: string; target: string; tenant: string | null; remote: string | null; detail?: Record<string, unknown> }
-interface DestView { name: string; type: string; cursor: number; pending: number; inFlight: number; dlq: number; lastError: string | null }
+interface DestView {
+  name: string; type: string; cursor: number; pending: number; inFlight: number; dlq: number; lastError: string | null;
+  tenant?: string | null; secretSource?: string; secretRotatedAt?: string | null; previousSecretValidUntil?: string | null;
+}
+interface ConfigView { agentId: string; version: number; status: string; reason: string | null; sha256: string; pushedAt: string; sent: boolean }
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
@@ -243,6 +292,14 @@ function agentDetail(a: AgentView): string {
       : 'buffer: not reported yet',
     `last error: ${a.lastError ? `${a.lastError.code}: ${a.lastError.message}${a.lastError.table ? ` (table ${a.lastError.table})` : ''}${a.lastError.at ? ` at ${a.lastError.at}` : ''}` : '-'}`,
   ];
+  if (a.keyId) {
+    const prev = (a.previousKeys ?? []).map((k) => `${k.keyId} ${k.retired ? 'retired' : 'valid until'} ${k.retiresAt}`);
+    lines.push(`key: ${a.keyId}${prev.length ? `; previous: ${prev.join(', ')}` : ''}`);
+  }
+  if (a.config || (a.configVersion ?? 0) > 0) {
+    const c = a.config;
+    lines.push(`config: running version ${a.configVersion ?? '-'}${c ? `; latest pushed version ${c.version} ${c.status}${c.reason ? `: ${c.reason}` : ''}` : ''}`);
+  }
   const tables = a.tables ?? [];
   if (tables.length) {
     lines.push('', table([
@@ -366,6 +423,45 @@ export async function main(argv: string[], env: Record<string, string | undefine
       if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new UsageError(`--limit "${limitText}" must be a whole number from 1 to 1000`);
       const r = await call<{ entries: AuditView[] }>(target(flags, env), 'GET', `/v1/audit?limit=${limitText}`);
       out(flags.json ? JSON.stringify(r.entries, null, 2) : auditTable(r.entries));
+      return 0;
+    }
+    case 'agents push-config': {
+      const id = requireId(flags, 'agent');
+      const file = str(flags, 'file');
+      if (!file) throw new UsageError('--file tables.yaml is required');
+      let document: string;
+      try {
+        document = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new DovetailError('CONFIG_NOT_FOUND', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+      }
+      const r = await call<ConfigView>(target(flags, env), 'POST', `/v1/agents/${id}/config`, { document });
+      out(flags.json ? JSON.stringify(r, null, 2) : `config version ${r.version} for agent ${r.agentId} stored and signed; ${r.sent ? 'sent to the agent now' : 'the agent gets it on its next connect'} (see "agents show ${r.agentId}")`);
+      return 0;
+    }
+    case 'keys rotate': {
+      const r = await call<{ keyId: string; previousKeyId: string; at: string; agentsNotified: number }>(target(flags, env), 'POST', '/v1/hub/keys/rotate');
+      out(flags.json ? JSON.stringify(r, null, 2) : `hub key rotated: ${r.previousKeyId} -> ${r.keyId}; announced to ${r.agentsNotified} connected agent(s), the others on their next connect`);
+      return 0;
+    }
+    case 'destinations list': {
+      const r = await call<{ destinations: DestView[] }>(target(flags, env), 'GET', '/v1/destinations');
+      if (flags.json) {
+        out(JSON.stringify(r.destinations, null, 2));
+        return 0;
+      }
+      out(r.destinations.length === 0 ? 'no destinations configured' : table([
+        ['NAME', 'TYPE', 'TENANT', 'CURSOR', 'PENDING', 'DLQ', 'SECRET', 'PREVIOUS SECRET UNTIL', 'LAST ERROR'],
+        ...r.destinations.map((d) => [d.name, d.type, d.tenant ?? '(all)', String(d.cursor), String(d.pending), String(d.dlq),
+          d.secretSource === 'store' ? `rotated ${d.secretRotatedAt ?? '-'}` : 'config', d.previousSecretValidUntil ?? '-', d.lastError ?? '-']),
+      ]));
+      return 0;
+    }
+    case 'destinations rotate-secret': {
+      const name = requireId(flags, 'destination');
+      const overlapSeconds = durationOf(str(flags, 'overlap') ?? '24h', 'overlap');
+      const r = await call<{ name: string; secret: string; previousValidUntil: string | null }>(target(flags, env), 'POST', `/v1/destinations/${name}/rotate-secret`, { overlapSeconds });
+      out(flags.json ? JSON.stringify(r) : `${r.secret}\n# new signing secret for destination "${r.name}"; shown once, give it to the receiver now. ${r.previousValidUntil ? `Webhooks carry both signatures until ${r.previousValidUntil}.` : 'The previous secret no longer signs.'}`);
       return 0;
     }
     case 'status': {

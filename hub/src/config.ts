@@ -22,6 +22,8 @@ export interface WebhookDestinationConfig {
   concurrency: number;
   /** Default 10 000. */
   timeoutMs: number;
+  /** Only events from agents of this tenant are delivered here. Default "default". */
+  tenant: string;
 }
 
 export interface HubConfig {
@@ -35,9 +37,19 @@ export interface HubConfig {
     /** Silence (no status frame, ping or batch) after which a connected agent counts as offline, ms. Default 60 000. */
     offlineAfterMs: number;
   };
+  keys: {
+    /**
+     * After an agent key rotation the old key still verifies batches (signed before the
+     * rotation, still buffered) and auth for this long, ms; then it is retired. Default
+     * 86 400 000 (24 h). An agent may ask for a shorter grace, never a longer one.
+     */
+    agentKeyGraceMs: number;
+  };
 }
 
 export const DEFAULT_PORT = 8700;
+/** 24 h: long enough for an agent offline over a weekend night to drain what it buffered before the rotation. */
+export const DEFAULT_AGENT_KEY_GRACE_MS = 86_400_000;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 type Obj = Record<string, unknown>;
@@ -80,7 +92,9 @@ export function parseHubConfig(text: string, opts: { baseDir: string; env?: Reco
   } catch (err) {
     throw new DovetailError('CONFIG_PARSE', `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
-  const root = obj(raw, '', ['listen', 'dataDir', 'logLevel', 'destinations', 'maxHandshakes', 'fleet'], file);
+  const root = obj(raw, '', ['listen', 'dataDir', 'logLevel', 'destinations', 'maxHandshakes', 'fleet', 'keys'], file);
+  const keysRaw = root.keys === undefined ? {} : obj(root.keys, 'keys', ['agentKeyGraceMs'], file);
+  const agentKeyGraceMs = keysRaw.agentKeyGraceMs === undefined ? DEFAULT_AGENT_KEY_GRACE_MS : int(keysRaw.agentKeyGraceMs, 'keys.agentKeyGraceMs', file, 0, 365 * 86_400_000);
   const fleetRaw = root.fleet === undefined ? {} : obj(root.fleet, 'fleet', ['offlineAfterMs'], file);
   const offlineAfterMs = fleetRaw.offlineAfterMs === undefined ? 60_000 : int(fleetRaw.offlineAfterMs, 'fleet.offlineAfterMs', file, 1000, 86_400_000);
   const listen = root.listen === undefined ? {} : obj(root.listen, 'listen', ['host', 'port'], file);
@@ -95,7 +109,9 @@ export function parseHubConfig(text: string, opts: { baseDir: string; env?: Reco
   const names = new Set<string>();
   const destinations = (dl as unknown[]).map((d, i): WebhookDestinationConfig => {
     const p = `destinations[${i}]`;
-    const o = obj(d, p, ['name', 'type', 'url', 'secret', 'entities', 'maxAttempts', 'concurrency', 'timeoutMs'], file);
+    const o = obj(d, p, ['name', 'type', 'url', 'secret', 'entities', 'maxAttempts', 'concurrency', 'timeoutMs', 'tenant'], file);
+    const tenant = o.tenant === undefined ? 'default' : str(o.tenant, `${p}.tenant`, file);
+    if (!/^[A-Za-z0-9_.-]+$/.test(tenant)) invalid(`${p}.tenant`, 'may contain only letters, digits, "_", "." and "-"', file);
     const name = str(o.name, `${p}.name`, file);
     if (!/^[A-Za-z0-9_-]+$/.test(name)) invalid(`${p}.name`, 'may contain only letters, digits, "_" and "-"', file);
     if (names.has(name)) invalid(`${p}.name`, `"${name}" is used by another destination`, file);
@@ -123,9 +139,10 @@ export function parseHubConfig(text: string, opts: { baseDir: string; env?: Reco
       maxAttempts: o.maxAttempts === undefined ? 10 : int(o.maxAttempts, `${p}.maxAttempts`, file, 1, 1000),
       concurrency: o.concurrency === undefined ? 4 : int(o.concurrency, `${p}.concurrency`, file, 1, 256),
       timeoutMs: o.timeoutMs === undefined ? 10_000 : int(o.timeoutMs, `${p}.timeoutMs`, file, 1, 600_000),
+      tenant,
     };
   });
-  return deepFreeze({ listen: { host, port }, dataDir, logLevel, maxHandshakes, destinations, fleet: { offlineAfterMs } });
+  return deepFreeze({ listen: { host, port }, dataDir, logLevel, maxHandshakes, destinations, fleet: { offlineAfterMs }, keys: { agentKeyGraceMs } });
 }
 
 export function loadHubConfig(path: string, env: Record<string, string | undefined> = {}): HubConfig {

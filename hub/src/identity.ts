@@ -20,7 +20,7 @@ export function ensureDataDir(dataDir: string): void {
 }
 
 /** Writes atomically with mode 0600: never a window where the secret is world-readable or half-written. */
-function writeSecret(path: string, text: string): void {
+export function writeSecret(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, text, { mode: 0o600 });
   chmodSync(tmp, 0o600);

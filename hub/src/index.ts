@@ -13,3 +13,8 @@ export { hashToken, readHubInfo, readAdminToken, HUB_KEY_FILE, ADMIN_TOKEN_FILE,
 export { FleetTracker, parseStatusReport, DEFAULT_OFFLINE_AFTER_MS, type FleetOptions, type LiveView, type TableView, type BufferView, type ErrorView } from './fleet/fleet.ts';
 export { BOOTSTRAP_ADMIN, API_VERSION, type Principal } from './http/api.ts';
 export { buildOpenApi, collectRoutes, type RouteDoc, type RouteConfig } from './http/openapi.ts';
+export { HubKeyring, HUB_KEY_NEXT_FILE, HUB_KEY_CHAIN_FILE, type HubKeySource } from './keys/hub-keys.ts';
+export { AgentKeyRotation, agentKeys, findAgentKey, type AgentKey, type RotationResult } from './keys/agent-keys.ts';
+export { RemoteConfigs, checkConfigDocument, MAX_CONFIG_BYTES, type RemoteConfigRecord, type RemoteConfigStatus } from './remote/remote-config.ts';
+export { DestinationSecrets, newWebhookSecret, DEFAULT_SECRET_OVERLAP_MS, type SecretInfo } from './delivery/secrets.ts';
+export { DEFAULT_AGENT_KEY_GRACE_MS } from './config.ts';

@@ -53,6 +53,10 @@ export const ERROR_CODES = {
   PROTO_CHAIN_MISMATCH: 'A batch prevHash does not match the hash of the previous batch.',
   PROTO_SEQ_CONFLICT: 'A batch reuses a seq the hub already holds with different bytes.',
   PROTO_BODY_MISMATCH: 'The batch body names a different agent or seq than the frame.',
+  PROTO_KEY_RETIRED: 'A batch or auth is signed by an agent key whose rotation grace period has ended (the key is retired).',
+  AGENT_KEY_ROTATION_FAILED: 'The hub refused or could not confirm the new agent key; the old key stays in use and `dovetail-agent keys rotate` can be run again.',
+  AGENT_HUB_UNVERIFIED: 'The hub did not prove it holds the pinned hub key (or a key announced under it); the agent refuses to authenticate.',
+  AGENT_CONFIG_REFUSED: 'A remote config from the hub failed its signature, version or validation checks; the running config is unchanged.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

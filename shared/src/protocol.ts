@@ -7,6 +7,7 @@ import { Packr } from 'msgpackr';
 import { DovetailError } from './errors.ts';
 import { DOMAIN, domainMessage } from './signing.ts';
 import { concatBytes } from './bytes.ts';
+import { isKeyAnnouncement, type KeyAnnouncement } from './keys.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Frames above this are refused by both sides (ws maxPayload). Batches are capped well below it. */
@@ -37,9 +38,28 @@ export interface AckFrame { t: 'ack'; v: number; seq: number }
 export interface NackFrame { t: 'nack'; v: number; seq: number; code: string; message: string }
 export interface ErrorFrame { t: 'error'; v: number; code: string; message: string }
 export interface StatusFrame { t: 'status'; v: number; status: Record<string, unknown> }
+/**
+ * Sent by the hub right after `challenge` when the agent put its own nonce in the socket
+ * URL (AGENT_NONCE_PARAM): the hub's signature over hubProofMessage(agent nonce, challenge
+ * nonce, hubKeyId), plus the announcements leading from the key the agent pinned
+ * (AGENT_PIN_PARAM) to hubKeyId when the hub key was rotated since.
+ */
+export interface HubProofFrame { t: 'hub-proof'; v: number; hubKeyId: string; sig: Uint8Array; chain: KeyAnnouncement[] }
+/** A hub key rotation announced to a connected agent (signed by the old hub key). */
+export interface HubKeyFrame { t: 'hub-key'; v: number; chain: KeyAnnouncement[] }
+/** A remote config document (YAML text with a `tables` section), signed with configMessage by the hub key hubKeyId. */
+export interface ConfigFrame { t: 'config'; v: number; agent: string; version: number; doc: Uint8Array; hubKeyId: string; sig: Uint8Array }
+/** The agent's verdict on a config frame. */
+export interface ConfigResultFrame { t: 'config-result'; v: number; version: number; ok: boolean; reason: string }
 
-export type AgentFrame = AuthFrame | BatchFrame | StatusFrame;
-export type HubFrame = ChallengeFrame | ReadyFrame | AckFrame | NackFrame | ErrorFrame;
+export type AgentFrame = AuthFrame | BatchFrame | StatusFrame | ConfigResultFrame;
+export type HubFrame = ChallengeFrame | ReadyFrame | AckFrame | NackFrame | ErrorFrame | HubProofFrame | HubKeyFrame | ConfigFrame;
+
+/** Query parameters of the agent socket URL: the agent's nonce (base64url, 32 bytes) and the hub key id it pinned. */
+export const AGENT_NONCE_PARAM = 'nonce';
+export const AGENT_PIN_PARAM = 'pin';
+/** Announcements carried in one frame, at most (a hub rotates its key rarely). */
+export const MAX_KEY_CHAIN = 64;
 export type Frame = AgentFrame | HubFrame;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
@@ -51,6 +71,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
 const isBytes = (x: unknown): x is Uint8Array => x instanceof Uint8Array;
 const isStr = (x: unknown): x is string => typeof x === 'string';
 const isSeq = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const isChain = (x: unknown): x is KeyAnnouncement[] => Array.isArray(x) && x.length <= MAX_KEY_CHAIN && x.every(isKeyAnnouncement);
 
 const SHAPES: Record<string, (f: Record<string, unknown>) => boolean> = {
   challenge: (f) => isBytes(f.nonce) && isStr(f.hubKeyId) && isStr(f.ts),
@@ -61,6 +82,10 @@ const SHAPES: Record<string, (f: Record<string, unknown>) => boolean> = {
   nack: (f) => isSeq(f.seq) && isStr(f.code) && isStr(f.message),
   error: (f) => isStr(f.code) && isStr(f.message),
   status: (f) => typeof f.status === 'object' && f.status !== null,
+  'hub-proof': (f) => isStr(f.hubKeyId) && isBytes(f.sig) && isChain(f.chain),
+  'hub-key': (f) => isChain(f.chain) && (f.chain as unknown[]).length > 0,
+  config: (f) => isStr(f.agent) && isSeq(f.version) && (f.version as number) >= 1 && isBytes(f.doc) && isStr(f.hubKeyId) && isBytes(f.sig),
+  'config-result': (f) => isSeq(f.version) && typeof f.ok === 'boolean' && isStr(f.reason),
 };
 
 /** Decode and shape-check one frame. Throws DovetailError PROTO_* on anything else. */

@@ -20,6 +20,7 @@ import {
 import { HUB_BIN } from '../helpers/paths.ts';
 import { Harness, adminToken, freePort, hubAgent, waitFor, type HubInstance, type Proc } from '../helpers/procs.ts';
 import { event } from '../helpers/hub-fixtures.ts';
+import { agentYaml } from '../helpers/fleet.ts';
 
 interface FleetAgent {
   id: string; tenant: string; status: string; online: boolean; lastSeq: number; eventsStored: number; lastSeenAt: string | null;
@@ -55,37 +56,6 @@ const cliJson = async <T>(args: string[]): Promise<T> => JSON.parse((await cli([
 const agentView = () => hubAgent(hub, agentId) as unknown as Promise<FleetAgent>;
 const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length;
 
-function agentYaml(dataDir: string, erpUrl: string, hubUrl: string): string {
-  return `agent:
-  name: plant-a
-  dataDir: ${JSON.stringify(dataDir)}
-  logLevel: info
-hub:
-  url: ${JSON.stringify(hubUrl)}
-  heartbeatMs: 1000
-  reconnectInitialMs: 100
-  reconnectMaxMs: 500
-source:
-  type: postgres
-  system: erp
-  url: ${JSON.stringify(erpUrl)}
-  timeZone: UTC
-  maxConnections: 1
-tables:
-  - name: items
-    table: public.icitem
-    key: [item_no]
-    entity: product
-    strategy: diff
-    schedule: { every: 500ms }
-    keyTemplate: "{sku}"
-    map:
-      sku: { column: item_no, type: code }
-      description: { column: descr, type: string, trim: true }
-      uom.base: { column: uom, type: code }
-`;
-}
-
 before(async () => {
   db = await PGlite.create();
   pg = new PGLiteSocketServer({ db, port: 0, host: '127.0.0.1' });
@@ -97,7 +67,7 @@ before(async () => {
   const cfg = h.write('hub.yaml', `listen: { host: 127.0.0.1, port: ${port} }\ndataDir: ${JSON.stringify(dataDir)}\nlogLevel: info\n`);
   hub = await h.startHub(cfg, port, dataDir);
   secrets.push(adminToken(dataDir));
-  agentCfg = h.write('agent.yaml', agentYaml(h.path('agent-data'), `postgres://postgres@${pg.getServerConn()}/postgres`, hub.url));
+  agentCfg = h.write('agent.yaml', agentYaml({ dataDir: h.path('agent-data'), erpUrl: `postgres://postgres@${pg.getServerConn()}/postgres`, hubUrl: hub.url }));
   const enrolled = await h.enrollAgent(dataDir, agentCfg, 'plant-a');
   agentId = enrolled.agentId;
   secrets.push(enrolled.token);

@@ -3,6 +3,7 @@
  * (MariaDB Connector/ODBC, dialect mysql): real loader, cursor/diff capture and mapper.
  * A fresh database per run, dropped afterwards.
  */
+import { kitMissing } from '../helpers/paths.ts';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -25,7 +26,7 @@ function mariadb(sql: string): Promise<void> {
   });
 }
 
-const skip = (await service('mariadb', MARIADB.host, MARIADB.port)) ?? (await odbcAvailable(ODBC_LIBS.mysql));
+const skip = kitMissing() ?? (await service('mariadb', MARIADB.host, MARIADB.port)) ?? (await odbcAvailable(ODBC_LIBS.mysql));
 let driver: SourceDriver;
 let run: GpRun;
 

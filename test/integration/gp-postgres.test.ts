@@ -4,6 +4,7 @@
  * capture and mapper; the same exact events as MariaDB over ODBC.
  * A fresh database per run, dropped afterwards.
  */
+import { kitMissing } from '../helpers/paths.ts';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -12,7 +13,7 @@ import { createDriver } from '../../agent/src/sources/registry.ts';
 import type { SourceDriver } from '../../agent/src/sources/types.ts';
 import { GpRun, assertFirstCapture, assertSecondCapture, createTablesSql, fixtureSql, loadGpConfig, updateSql } from './gp-common.ts';
 
-const skip = await service('PostgreSQL', PG.host, PG.port);
+const skip = kitMissing() ?? await service('PostgreSQL', PG.host, PG.port);
 const dbName = `dovetail_gp_${process.pid}_${Date.now()}`;
 const base = `postgres://${PG.user}@${PG.host}:${PG.port}`;
 let root: pg.Client;

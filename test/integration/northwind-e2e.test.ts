@@ -11,14 +11,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { DATA, REPO } from '../helpers/paths.ts';
+import { DATA, REPO, kitMissing } from '../helpers/paths.ts';
 import { PG, service } from '../helpers/services.ts';
 import {
   Harness, freePort, hubStatus, startRecorder, waitDelivered, waitFor, type Arrival, type HubInstance, type Proc, type Recorder,
 } from '../helpers/procs.ts';
 import { newWebhookSecret } from '../../demo/receiver.ts';
 
-const skip = await service('PostgreSQL', PG.host, PG.port);
+const skip = kitMissing() ?? await service('PostgreSQL', PG.host, PG.port);
 const DB = `dovetail_nw_${process.pid}_${Date.now().toString(36)}`;
 const dbUrl = (db: string) => `postgres://${PG.user}@${PG.host}:${PG.port}/${db}`;
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { isDovetailError } from '@dovetail/shared';
-import { DATA } from '../helpers/paths.ts';
+import { DATA, kitMissing } from '../helpers/paths.ts';
 import { MARIADB, service } from '../helpers/services.ts';
 import type { SourceDriver } from '../../agent/src/sources/types.ts';
 import { ODBC_LIBS, odbcAvailable, odbcConfig, openDriver, selectAll, BIG_TEXT } from './odbc-common.ts';
@@ -27,7 +27,7 @@ function mariadb(sql: string): Promise<void> {
   });
 }
 
-const skip = (await service('mariadb', MARIADB.host, MARIADB.port)) ?? (await odbcAvailable(ODBC_LIBS.mysql));
+const skip = kitMissing() ?? (await service('mariadb', MARIADB.host, MARIADB.port)) ?? (await odbcAvailable(ODBC_LIBS.mysql));
 let driver: SourceDriver;
 
 before(async () => {

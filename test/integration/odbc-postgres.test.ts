@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { isDovetailError } from '@dovetail/shared';
-import { DATA } from '../helpers/paths.ts';
+import { DATA, kitMissing } from '../helpers/paths.ts';
 import { PG, service } from '../helpers/services.ts';
 import type { SourceDriver } from '../../agent/src/sources/types.ts';
 import { ODBC_LIBS, odbcAvailable, odbcConfig, openDriver, run, selectAll, BIG_TEXT } from './odbc-common.ts';
@@ -17,7 +17,7 @@ const psql = (args: string[]) => run('psql', ['-h', PG.host, '-p', String(PG.por
 const url = (database: string, port = PG.port) =>
   `DRIVER={PostgreSQL Unicode};Server=${PG.host};Port=${port};Database=${database};Uid=${PG.user};`;
 
-const skip = (await service('postgresql', PG.host, PG.port)) ?? (await odbcAvailable(ODBC_LIBS.postgres));
+const skip = kitMissing() ?? (await service('postgresql', PG.host, PG.port)) ?? (await odbcAvailable(ODBC_LIBS.postgres));
 let driver: SourceDriver;
 
 before(async () => {

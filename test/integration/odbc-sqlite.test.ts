@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readFileSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { isDovetailError } from '@dovetail/shared';
-import { DATA, tempDir } from '../helpers/paths.ts';
+import { DATA, tempDir, kitMissing } from '../helpers/paths.ts';
 import type { SourceDriver } from '../../agent/src/sources/types.ts';
 import { ODBC_LIBS, odbcAvailable, odbcConfig, openDriver, selectAll, BIG_TEXT } from './odbc-common.ts';
 
@@ -23,7 +23,7 @@ function sqlite3(file: string, sql: string): Promise<void> {
   });
 }
 
-const skip = await odbcAvailable(ODBC_LIBS.sqlite);
+const skip = kitMissing() ?? await odbcAvailable(ODBC_LIBS.sqlite);
 const dir = tempDir('dovetail-odbc-sqlite-');
 const file = join(dir, 'northwind.db');
 let driver: SourceDriver;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { open, readFile, rename, stat, unlink, writeFile, mkdir } from 'node:fs/promises';
 import {
-  DovetailError, decodeKey, decodePrivateKeyFile, encodeKey, encodePrivateKeyFile, generateKeyPair, keyId,
+  DovetailError, announceKey, announcementToJson, decodeKey, decodePrivateKeyFile, encodeKey, encodePrivateKeyFile, generateKeyPair, isDovetailError, keyId,
   type KeyPair,
 } from '@dovetail/shared';
 
@@ -274,4 +274,107 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
   } finally {
     await removeIfPresent(pendingKey);
   }
+}
+
+// ---- key rotation and hub key pinning (issue 4) ----
+
+export const KEY_NEXT_FILE = 'agent.key.next';
+export const keyNextPath = (dataDir: string): string => join(dataDir, KEY_NEXT_FILE);
+
+export interface RotateKeyOptions {
+  dataDir: string;
+  /** Shorter grace for the old key than the hub's default (24 h), seconds. The hub caps it. */
+  graceSeconds?: number;
+  /** Only finish an interrupted rotation (agent.key.next present); do nothing otherwise. Default false. */
+  resumeOnly?: boolean;
+  fetch?: typeof fetch;
+  now?: () => Date;
+  /** Abort the HTTP request after this many ms. Default 30 000. */
+  timeoutMs?: number;
+}
+
+export interface RotateKeyResult {
+  agentId: string;
+  oldKeyId: string;
+  newKeyId: string;
+  /** When the hub stops accepting the old key. */
+  retiresAt: string;
+  /** True when an earlier, interrupted rotation's key was used. */
+  resumed: boolean;
+}
+
+/**
+ * Rotates this agent's key. Crash-safe order:
+ *   1. the new key is written to agent.key.next (0600) — or an earlier one found there is reused;
+ *   2. it is announced to the hub, signed by the current key, with proof of possession;
+ *   3. only on the hub's confirmation, agent.key.next replaces agent.key (rename).
+ * Interrupted before 3, agent.key is still the key the hub knows (or, if the hub confirmed,
+ * one it keeps valid for the grace), and running this again finishes the same rotation.
+ * A running agent picks the new agent.key up within a few seconds.
+ */
+export async function rotateAgentKey(opts: RotateKeyOptions): Promise<RotateKeyResult | undefined> {
+  const { dataDir } = opts;
+  const doFetch = opts.fetch ?? globalThis.fetch;
+  const now = opts.now ?? (() => new Date());
+  const id = await loadIdentity(dataDir);
+  const nextPath = keyNextPath(dataDir);
+  let next: KeyPair | undefined;
+  let resumed = false;
+  if (await exists(nextPath)) {
+    try {
+      next = await readKeyFile(nextPath);
+      resumed = true;
+    } catch (err) {
+      if (isDovetailError(err, 'AGENT_KEY_PERMISSIONS')) throw err;
+      await removeIfPresent(nextPath); // half-written by a crash: it was never announced
+    }
+  }
+  if (!next) {
+    if (opts.resumeOnly) return undefined;
+    next = generateKeyPair();
+    await writeKeyFile(nextPath, next);
+  }
+  const announcement = announceKey({ role: 'agent', subject: id.agentId, at: now().toISOString() }, id.keyPair, next);
+  const url = `${id.hubUrl.replace(/\/+$/, '')}/v1/agents/${encodeURIComponent(id.agentId)}/keys`;
+  let res: Response;
+  try {
+    res = await doFetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ announcement: announcementToJson(announcement), ...(opts.graceSeconds === undefined ? {} : { graceSeconds: opts.graceSeconds }) }),
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+    });
+  } catch (err) {
+    const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `could not reach the hub at ${url}: ${why}; the current key stays in use, run the rotation again when the hub is reachable`, { url });
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  if (res.status !== 200) {
+    const { code, message } = hubError(body);
+    // The hub looked at this key and said no: it never will, so the next run starts with a fresh one.
+    if (res.status >= 400 && res.status < 500) await removeIfPresent(nextPath);
+    throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `the hub at ${url} refused the new key (HTTP ${res.status}) ${code ? `${code}: ` : ''}${message ?? text.slice(0, 200)}; the current key stays in use`, { url, status: res.status, hubCode: code });
+  }
+  const b = body as { keyId?: unknown; retiresAt?: unknown } | undefined;
+  if (b?.keyId !== announcement.newKeyId || typeof b.retiresAt !== 'string') {
+    throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `the hub at ${url} answered 200 without confirming key ${announcement.newKeyId}; the current key stays in use`, { url });
+  }
+  await rename(nextPath, keyPath(dataDir));
+  return { agentId: id.agentId, oldKeyId: id.keyId, newKeyId: announcement.newKeyId, retiresAt: b.retiresAt, resumed };
+}
+
+/** Pins a new hub key (reached through announcements signed by the pinned one) in identity.json, atomically. */
+export async function pinHubKey(dataDir: string, hubPublicKey: Uint8Array): Promise<void> {
+  const path = identityPath(dataDir);
+  const file = JSON.parse(await readFile(path, 'utf8')) as IdentityFile;
+  const next: IdentityFile = { ...file, hubPublicKey: encodeKey(hubPublicKey), hubKeyId: keyId(hubPublicKey) };
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, JSON.stringify(next, null, 2) + '\n', { mode: 0o600 });
+  await rename(tmp, path);
 }

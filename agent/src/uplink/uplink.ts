@@ -2,6 +2,11 @@
  * The agent's one outbound connection to the hub: challenge-response auth, then a
  * window of signed batches from the outbox, forgotten only on the hub's ack.
  *
+ * Mutual authentication (when the identity carries the pinned hub public key): the agent
+ * puts a fresh nonce of its own in the socket URL and answers the challenge only after
+ * the hub's `hub-proof` verifies — a signature over both nonces by the pinned hub key, or
+ * by a newer key reached through announcements signed by the pinned one (then pinned).
+ *
  * In-flight state belongs to one socket and dies with it; the outbox is never
  * touched except by ack. A batch that was in flight when the socket closed is sent
  * again on the next connection, from the hub's own `ready.lastSeq`, so a batch the
@@ -9,11 +14,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import WebSocket, { type ClientOptions, type RawData } from 'ws';
 import {
-  AGENT_WS_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, backoffDelay, createLogger, decodeFrame,
-  encodeFrame, sign, type Frame, type Logger,
+  AGENT_NONCE_PARAM, AGENT_PIN_PARAM, AGENT_WS_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, backoffDelay, createLogger, decodeFrame,
+  encodeFrame, followKeyChain, hubProofMessage, sign, verify, type ChallengeFrame, type ConfigFrame, type Frame, type HubProofFrame,
+  type KeyAnnouncement, type Logger, type PinnedKey,
 } from '@dovetail/shared';
+import { configFrameProblem } from '../remote-config.ts';
 import type { StoredBatch } from '../outbox/types.ts';
 
 export type UplinkState = 'connecting' | 'authenticating' | 'streaming' | 'backoff' | 'revoked' | 'stopped';
@@ -33,7 +41,16 @@ export interface UplinkIdentity {
   keyId: string;
   /** Hub key id pinned at enrollment; a challenge under any other key is refused. */
   hubKeyId: string;
+  /**
+   * The pinned hub public key. When present the hub must prove it holds it (or a key
+   * announced under it) on every connect before the agent authenticates; a verified
+   * rotation updates hubPublicKey and hubKeyId in place.
+   */
+  hubPublicKey?: Uint8Array;
 }
+
+/** Applies a verified remote config; resolves with the verdict reported to the hub. */
+export type ConfigHandler = (version: number, document: string) => Promise<{ ok: boolean; reason: string }>;
 
 export interface UplinkTimers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -74,6 +91,8 @@ export interface UplinkOptions {
   now?: () => Date;
   random?: () => number;
   logger?: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+  /** Persists a newly pinned hub key (identity.json). Called before the agent authenticates with it. */
+  onHubKeyPinned?: (key: PinnedKey) => Promise<void>;
 }
 
 export type StatusProvider = () => Record<string, unknown> | Promise<Record<string, unknown>>;
@@ -96,6 +115,10 @@ interface Conn {
   statusTimer: unknown;
   /** Frames are handled one at a time, in arrival order. */
   inbox: Promise<void>;
+  /** This connection's own nonce (mutual auth), sent in the URL. */
+  myNonce: Uint8Array | undefined;
+  /** The challenge, held until the hub's proof arrives (mutual auth). */
+  challenge: ChallengeFrame | undefined;
 }
 
 const realTimers: UplinkTimers = {
@@ -133,6 +156,9 @@ export class Uplink extends EventEmitter {
   private acks: Promise<void> = Promise.resolve();
   private _lastAckAt: Date | null = null;
   private closeWaiters: (() => void)[] = [];
+  private configHandler: ConfigHandler | undefined;
+  /** Remote configs are applied one at a time, off the frame inbox (applying waits for capture runs to finish). */
+  private configs: Promise<void> = Promise.resolve();
 
   constructor(opts: UplinkOptions) {
     super();
@@ -156,6 +182,11 @@ export class Uplink extends EventEmitter {
   /** When the hub last acked a batch (this process), or null. */
   get lastAckAt(): Date | null {
     return this._lastAckAt;
+  }
+
+  /** Handles verified `config` frames; without one, remote configs are refused. */
+  setConfigHandler(fn: ConfigHandler | undefined): void {
+    this.configHandler = fn;
   }
 
   /** Sends `status` frames with what fn returns every statusIntervalMs while streaming. */
@@ -206,8 +237,13 @@ export class Uplink extends EventEmitter {
     if (this.stopping) return;
     this.setState('connecting');
     let ws: WebSocket;
+    const mutual = this.opts.identity.hubPublicKey !== undefined;
+    const myNonce = mutual ? new Uint8Array(randomBytes(32)) : undefined;
+    const url = myNonce
+      ? `${this.url}?${AGENT_NONCE_PARAM}=${Buffer.from(myNonce).toString('base64url')}&${AGENT_PIN_PARAM}=${encodeURIComponent(this.opts.identity.hubKeyId)}`
+      : this.url;
     try {
-      ws = new this.WS(this.url, { ...this.opts.wsOptions, maxPayload: MAX_FRAME_BYTES });
+      ws = new this.WS(url, { ...this.opts.wsOptions, maxPayload: MAX_FRAME_BYTES });
     } catch (err) {
       this.log.error({ err, url: this.url }, 'cannot create the hub socket');
       this.scheduleReconnect();
@@ -216,7 +252,7 @@ export class Uplink extends EventEmitter {
     const c: Conn = {
       ws, closed: false, authSent: false, streaming: false, inFlight: [], lastSent: 0,
       pumping: false, pumpAgain: false, missedPongs: 0, ticks: 0, heartbeat: undefined, statusTimer: undefined,
-      inbox: Promise.resolve(),
+      inbox: Promise.resolve(), myNonce, challenge: undefined,
     };
     this.conn = c;
     ws.on('open', () => {
@@ -284,8 +320,13 @@ export class Uplink extends EventEmitter {
     }
     switch (f.t) {
       case 'challenge': {
-        if (c.authSent || c.streaming) return this.unexpected(c, f.t);
+        if (c.authSent || c.streaming || c.challenge) return this.unexpected(c, f.t);
         const { identity } = this.opts;
+        if (c.myNonce) {
+          // Mutual auth: answer only once the hub proved its key (next frame).
+          c.challenge = f;
+          return;
+        }
         if (f.hubKeyId !== identity.hubKeyId) {
           this.log.error(
             { hubKeyId: f.hubKeyId, pinnedHubKeyId: identity.hubKeyId },
@@ -299,6 +340,32 @@ export class Uplink extends EventEmitter {
           t: 'auth', v: PROTOCOL_VERSION, agent: identity.agentId, nonce: f.nonce,
           sig: sign(authMessage(f.nonce, identity.agentId, f.hubKeyId), identity.keyPair.secretKey),
           version: this.opts.version, host: this.opts.host ?? hostname(), keyId: identity.keyId,
+        });
+        return;
+      }
+      case 'hub-proof': {
+        if (!c.myNonce || !c.challenge || c.authSent) return this.unexpected(c, f.t);
+        if (!(await this.checkProof(c, f, c.challenge))) return;
+        if (c.closed) return;
+        const { identity } = this.opts;
+        c.authSent = true;
+        this.send(c, {
+          t: 'auth', v: PROTOCOL_VERSION, agent: identity.agentId, nonce: c.challenge.nonce,
+          sig: sign(authMessage(c.challenge.nonce, identity.agentId, c.challenge.hubKeyId), identity.keyPair.secretKey),
+          version: this.opts.version, host: this.opts.host ?? hostname(), keyId: identity.keyId,
+        });
+        return;
+      }
+      case 'hub-key': {
+        if (!c.streaming) return this.unexpected(c, f.t);
+        await this.followHubKey(f.chain);
+        return;
+      }
+      case 'config': {
+        if (!c.streaming) return this.unexpected(c, f.t);
+        const frame = f;
+        this.configs = this.configs.then(() => this.handleConfig(c, frame)).catch((err: unknown) => {
+          this.log.error({ err, version: frame.version }, 'remote config handling failed');
         });
         return;
       }
@@ -341,6 +408,74 @@ export class Uplink extends EventEmitter {
       default:
         return this.unexpected(c, f.t);
     }
+  }
+
+  /** Verifies the hub's proof for this connection; pins a newer hub key it reached through the chain. False: closed. */
+  private async checkProof(c: Conn, f: HubProofFrame, ch: ChallengeFrame): Promise<boolean> {
+    const { identity } = this.opts;
+    const pinned: PinnedKey = { publicKey: identity.hubPublicKey!, keyId: identity.hubKeyId };
+    const reached = followKeyChain(pinned, f.chain, 'hub', 'hub');
+    const ok = f.hubKeyId === ch.hubKeyId && reached.keyId === f.hubKeyId &&
+      verify(hubProofMessage(c.myNonce!, ch.nonce, f.hubKeyId), f.sig, reached.publicKey);
+    if (!ok) {
+      this.log.error(
+        { code: 'AGENT_HUB_UNVERIFIED', hubKeyId: f.hubKeyId, pinnedHubKeyId: pinned.keyId },
+        reached.keyId !== f.hubKeyId
+          ? 'the hub presented a key that is neither the pinned hub key nor announced under it; refusing to authenticate (retrying)'
+          : 'the hub could not prove it holds its key (bad signature over this connection\'s nonces); refusing to authenticate (retrying)',
+      );
+      this.closeConn(c, CLOSE.AUTH_FAILED, 'hub not verified');
+      return false;
+    }
+    if (reached.keyId !== pinned.keyId) await this.pin(reached, pinned.keyId);
+    return true;
+  }
+
+  /** A hub key rotation announced while connected: pin the new key if the chain leads there from the pinned one. */
+  private async followHubKey(chain: KeyAnnouncement[]): Promise<void> {
+    const { identity } = this.opts;
+    if (!identity.hubPublicKey) return;
+    const pinned: PinnedKey = { publicKey: identity.hubPublicKey, keyId: identity.hubKeyId };
+    const reached = followKeyChain(pinned, chain, 'hub', 'hub');
+    if (reached.keyId === pinned.keyId) {
+      this.log.warn({ pinnedHubKeyId: pinned.keyId, announced: chain.map((a) => a.newKeyId) }, 'hub key announcement does not follow from the pinned hub key; ignored');
+      return;
+    }
+    await this.pin(reached, pinned.keyId);
+  }
+
+  private async pin(key: PinnedKey, previous: string): Promise<void> {
+    const { identity } = this.opts;
+    // Persist first: an agent that crashes right after still trusts the key it authenticated with.
+    await this.opts.onHubKeyPinned?.(key);
+    identity.hubPublicKey = key.publicKey;
+    identity.hubKeyId = key.keyId;
+    this.log.info({ hubKeyId: key.keyId, previousHubKeyId: previous }, 'hub key rotated: pinned the new hub key (announced under the old one)');
+    this.emit('hub-key', key);
+  }
+
+  private async handleConfig(c: Conn, f: ConfigFrame): Promise<void> {
+    const { identity } = this.opts;
+    let verdict: { ok: boolean; reason: string };
+    const problem = identity.hubPublicKey
+      ? configFrameProblem(f, { agentId: identity.agentId, hubKeyId: identity.hubKeyId, hubPublicKey: identity.hubPublicKey })
+      : 'this agent has no pinned hub public key to verify remote config with';
+    if (problem) {
+      verdict = { ok: false, reason: `AGENT_CONFIG_REFUSED: ${problem}` };
+    } else if (!this.configHandler) {
+      verdict = { ok: false, reason: 'AGENT_CONFIG_REFUSED: this agent does not accept remote config' };
+    } else {
+      let text: string | undefined;
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(f.doc);
+      } catch { /* refused below */ }
+      verdict = text === undefined
+        ? { ok: false, reason: 'AGENT_CONFIG_REFUSED: remote config is not valid UTF-8 text' }
+        : await this.configHandler(f.version, text);
+    }
+    if (!verdict.ok) this.log.warn({ version: f.version, reason: verdict.reason }, 'remote config refused; the running config is unchanged');
+    // The socket may have closed meanwhile: the hub resends a config without a verdict on the next connect.
+    if (!c.closed) this.send(c, { t: 'config-result', v: PROTOCOL_VERSION, version: f.version, ok: verdict.ok, reason: verdict.reason });
   }
 
   private unexpected(c: Conn, t: string): void {

@@ -29,6 +29,8 @@ export interface DestinationSpec {
   concurrency?: number;
   /** Attempts before an event goes to the DLQ. Default 10. */
   maxAttempts?: number;
+  /** Only events from agents of this tenant are delivered (others are skipped). Undefined = every tenant. */
+  tenant?: string;
 }
 
 export interface RouterOptions {
@@ -42,11 +44,18 @@ export interface RouterOptions {
   windowSize?: number;
   /** Fallback wake-up period in ms (missed notifications). Default 5 000. */
   tickMs?: number;
+  /**
+   * The tenant of an agent (registry lookup); needed by destinations with a tenant. The
+   * router caches answers: an agent's tenant never changes. An unknown agent belongs to no tenant.
+   */
+  tenantOf?: (agentId: string) => Promise<string | undefined>;
 }
 
 export interface DestinationStatus {
   name: string;
   type: string;
+  /** Tenant whose events it receives; null = every tenant. */
+  tenant: string | null;
   cursor: number;
   inFlight: number;
   /** Events held in memory waiting for delivery or retry. */
@@ -61,6 +70,12 @@ interface Item {
   attempts: number;
   notBefore: number;
 }
+
+type WorkerOptions = Required<Omit<RouterOptions, 'destinations' | 'backoff' | 'tenantOf'>> & {
+  backoff: BackoffOptions;
+  tenantOf: (agentId: string) => Promise<string | undefined>;
+  hasTenantOf: boolean;
+};
 
 class DestinationWorker {
   private window: Item[] = [];
@@ -78,7 +93,8 @@ class DestinationWorker {
   private readonly concurrency: number;
   private readonly maxAttempts: number;
 
-  constructor(private spec: DestinationSpec, private o: Required<Omit<RouterOptions, 'destinations' | 'backoff'>> & { backoff: BackoffOptions }) {
+  constructor(private spec: DestinationSpec, private o: WorkerOptions) {
+    if (spec.tenant !== undefined && !o.hasTenantOf) throw new TypeError(`destination ${spec.name} has a tenant; the router needs tenantOf`);
     this.entities = spec.entities && spec.entities.length ? new Set(spec.entities) : null;
     this.concurrency = spec.concurrency ?? 4;
     this.maxAttempts = spec.maxAttempts ?? 10;
@@ -93,7 +109,7 @@ class DestinationWorker {
 
   status(): DestinationStatus {
     return {
-      name: this.spec.name, type: this.spec.connector.type, cursor: this.cursor, inFlight: this.inflight.size,
+      name: this.spec.name, type: this.spec.connector.type, tenant: this.spec.tenant ?? null, cursor: this.cursor, inFlight: this.inflight.size,
       waiting: this.window.filter((i) => i.state !== 'done').length, lastError: this.lastError,
     };
   }
@@ -137,7 +153,8 @@ class DestinationWorker {
     if (room <= 0) return;
     const entries = await this.o.log.read(this.nextRead, room);
     for (const entry of entries) {
-      const wanted = !this.entities || this.entities.has(entry.event.entity);
+      const wanted = (!this.entities || this.entities.has(entry.event.entity)) &&
+        (this.spec.tenant === undefined || (await this.o.tenantOf(entry.agentId)) === this.spec.tenant);
       const item: Item = { entry, lane: `${entry.event.entity}\0${entry.event.key}`, state: wanted ? 'pending' : 'done', attempts: 0, notBefore: 0 };
       if (wanted) {
         // Attempts survive a restart, so maxAttempts counts every try, not every try since boot.
@@ -254,7 +271,17 @@ export class DeliveryRouter {
       if (names.has(d.name)) throw new RangeError(`destination name "${d.name}" is used twice`);
       names.add(d.name);
     }
-    const shared = { log: opts.log, state: opts.state, logger: opts.logger.child({ component: 'delivery' }), timers: this.timers, backoff: opts.backoff ?? {}, windowSize: opts.windowSize ?? 256, tickMs: this.tickMs };
+    const tenants = new Map<string, string | undefined>();
+    const lookup = opts.tenantOf;
+    const tenantOf = async (agentId: string): Promise<string | undefined> => {
+      if (!lookup) return undefined;
+      if (tenants.has(agentId)) return tenants.get(agentId);
+      const t = await lookup(agentId);
+      // Only a known agent is cached: one enrolled later must not stay tenantless.
+      if (t !== undefined) tenants.set(agentId, t);
+      return t;
+    };
+    const shared = { log: opts.log, state: opts.state, logger: opts.logger.child({ component: 'delivery' }), timers: this.timers, backoff: opts.backoff ?? {}, windowSize: opts.windowSize ?? 256, tickMs: this.tickMs, tenantOf, hasTenantOf: lookup !== undefined };
     this.workers = opts.destinations.map((d) => new DestinationWorker(d, shared));
   }
 

@@ -4,7 +4,8 @@
  *   webhook-id        = event.id (stable: the receiver's idempotency key across retries)
  *   webhook-timestamp = unix seconds of this attempt
  *   webhook-signature = "v1," + base64(HMAC-SHA256(key, `${id}.${timestamp}.${body}`)),
- *                       key = base64-decoded part of the "whsec_<base64>" secret.
+ *                       key = base64-decoded part of the "whsec_<base64>" secret; during a
+ *                       secret rotation overlap one such signature per secret, space-separated.
  *
  * Outcome (isRetryableStatus): 2xx delivered; 408, 429 and 5xx retried (the receiver
  * is busy or broken right now, the same request may succeed later); network errors and
@@ -18,8 +19,11 @@ import { realTimers, type Connector, type DeliveryResult, type Timers } from './
 
 export interface WebhookOptions {
   url: string;
-  /** "whsec_<base64>". */
-  secret: string;
+  /**
+   * "whsec_<base64>", or a function giving the secrets to sign with right now (current
+   * first; two during a rotation overlap, each adding one "v1,<sig>" to webhook-signature).
+   */
+  secret: string | ((nowMs: number) => readonly string[]);
   /** Per-request timeout in ms. Default 10 000. */
   timeoutMs?: number;
   /** Injected for tests. Default global fetch. */
@@ -42,7 +46,9 @@ export function isRetryableStatus(status: number): boolean {
 }
 
 export function createWebhookConnector(opts: WebhookOptions): Connector {
-  const key = decodeWebhookSecret(opts.secret);
+  const fixed = typeof opts.secret === 'string' ? [decodeWebhookSecret(opts.secret)] : null;
+  const secretsAt = opts.secret;
+  const keysAt = (nowMs: number): Buffer[] => fixed ?? (secretsAt as (n: number) => readonly string[])(nowMs).map(decodeWebhookSecret);
   const doFetch = opts.fetch ?? fetch;
   const timers = opts.timers ?? realTimers;
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -50,7 +56,9 @@ export function createWebhookConnector(opts: WebhookOptions): Connector {
     type: 'webhook',
     async deliver(event: CanonicalEvent, ctx): Promise<DeliveryResult> {
       const body = JSON.stringify(event);
-      const ts = Math.floor(timers.now() / 1000);
+      const nowMs = timers.now();
+      const ts = Math.floor(nowMs / 1000);
+      const signature = keysAt(nowMs).map((k) => signWebhook(k, event.id, ts, body)).join(' ');
       const ac = new AbortController();
       let timedOut = false;
       const timer = timers.setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
@@ -66,7 +74,7 @@ export function createWebhookConnector(opts: WebhookOptions): Connector {
             'user-agent': 'dovetail-hub',
             'webhook-id': event.id,
             'webhook-timestamp': String(ts),
-            'webhook-signature': signWebhook(key, event.id, ts, body),
+            'webhook-signature': signature,
           },
           body,
         });

@@ -61,6 +61,8 @@ export interface LiveView {
   tables: TableView[];
   /** Most recent error: a table's capture error or the hub's last refusal of this agent. */
   lastError: ErrorView | null;
+  /** Remote config version the agent says it runs (0: its local file only); null until it reports one. */
+  configVersion: number | null;
 }
 
 interface Entry {
@@ -74,6 +76,7 @@ interface Entry {
   buffer: BufferView | null;
   tables: TableView[];
   hubError: ErrorView | null;
+  configVersion: number | null;
 }
 
 export interface FleetOptions {
@@ -93,7 +96,7 @@ function errorOf(v: unknown, table?: string): ErrorView | null {
 }
 
 /** Reads an agent status report defensively: the hub trusts its shape no more than any other input. */
-export function parseStatusReport(status: Record<string, unknown>): Pick<Entry, 'agentState' | 'uplinkState' | 'buffer' | 'tables'> {
+export function parseStatusReport(status: Record<string, unknown>): Pick<Entry, 'agentState' | 'uplinkState' | 'buffer' | 'tables' | 'configVersion'> {
   const tables: TableView[] = [];
   const rawTables = Array.isArray(status.tables) ? status.tables.slice(0, MAX_TABLES) : [];
   for (const t of rawTables) {
@@ -114,7 +117,7 @@ export function parseStatusReport(status: Record<string, unknown>): Pick<Entry, 
     depth: count(o.depth), bytes: count(o.bytes), nextSeq: countOrNull(o.nextSeq), lastAckedSeq: countOrNull(o.lastAckedSeq),
     lastAckAt: text(o.lastAckAt), oldestPendingAt: text(o.oldestPendingAt),
   } : null;
-  return { agentState: text(status.state), uplinkState: text(status.uplink), buffer, tables };
+  return { agentState: text(status.state), uplinkState: text(status.uplink), buffer, tables, configVersion: countOrNull(status.configVersion) };
 }
 
 export class FleetTracker {
@@ -131,7 +134,7 @@ export class FleetTracker {
   private entry(agentId: string): Entry {
     let e = this.entries.get(agentId);
     if (!e) {
-      e = { connected: false, connectedAt: null, lastHeard: null, statusAt: null, remote: null, agentState: null, uplinkState: null, buffer: null, tables: [], hubError: null };
+      e = { connected: false, connectedAt: null, lastHeard: null, statusAt: null, remote: null, agentState: null, uplinkState: null, buffer: null, tables: [], hubError: null, configVersion: null };
       this.entries.set(agentId, e);
     }
     return e;
@@ -183,7 +186,7 @@ export class FleetTracker {
   view(agentId: string): LiveView {
     const e = this.entries.get(agentId);
     if (!e) {
-      return { online: false, connectedAt: null, lastHeardAt: null, statusAt: null, remote: null, agentState: null, uplinkState: null, buffer: null, lagMs: null, tables: [], lastError: null };
+      return { online: false, connectedAt: null, lastHeardAt: null, statusAt: null, remote: null, agentState: null, uplinkState: null, buffer: null, lagMs: null, tables: [], lastError: null, configVersion: null };
     }
     const now = this.now().getTime();
     let lagMs: number | null = null;
@@ -199,6 +202,7 @@ export class FleetTracker {
       lastHeardAt: e.lastHeard === null ? null : new Date(e.lastHeard).toISOString(),
       statusAt: e.statusAt, remote: e.remote, agentState: e.agentState, uplinkState: e.uplinkState,
       buffer: e.buffer && { ...e.buffer }, lagMs, tables: e.tables.map((t) => ({ ...t })), lastError: errors[0] ?? null,
+      configVersion: e.configVersion,
     };
   }
 }

@@ -6,6 +6,16 @@
  * each verified (signature, body, agent/seq, seq order, chain) and acked only after the
  * event log says it is durable. Any verification failure closes that connection only.
  *
+ * Mutual authentication: an agent that puts its own nonce in the socket URL gets, right
+ * after the challenge, a `hub-proof` frame: the hub key's signature over both nonces, and
+ * the announcement chain from the hub key the agent pinned (URL `pin`) to the current one.
+ *
+ * Keys: auth and batches verify with the agent's active key or a previous key still in
+ * its rotation grace; a key past its grace is refused (PROTO_KEY_RETIRED).
+ *
+ * Remote config: after `ready`, a pending config for the agent is signed with the current
+ * hub key and sent; the agent's `config-result` is recorded.
+ *
  * Ordering: all work for one agent runs on one promise chain (per-agent queue), so a
  * replacing connection's `ready` is computed only after the old connection's appends
  * finished, and appends never interleave.
@@ -15,17 +25,35 @@ import type { Duplex } from 'node:stream';
 import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import {
-  AGENT_WS_PATH, CLOSE, DovetailError, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, bytesEqual, decodeBatchBody,
-  decodeFrame, decodeKey, encodeFrame, isDovetailError, sha256, verify, verifyBatchSignature,
-  type AuthFrame, type BatchFrame, type CanonicalEvent, type HubFrame, type Logger,
+  AGENT_NONCE_PARAM, AGENT_PIN_PARAM, AGENT_WS_PATH, CLOSE, DovetailError, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, bytesEqual, decodeBatchBody,
+  decodeFrame, encodeFrame, hubProofMessage, isDovetailError, sha256, sign, signConfig, verify, verifyBatchSignature,
+  type AuthFrame, type BatchFrame, type CanonicalEvent, type ConfigResultFrame, type HubFrame, type KeyAnnouncement, type Logger,
 } from '@dovetail/shared';
 import type { AgentRecord, HubStore } from '../store/types.ts';
 import { FleetTracker } from '../fleet/fleet.ts';
+import { agentKeys, findAgentKey } from '../keys/agent-keys.ts';
+import type { HubKeySource } from '../keys/hub-keys.ts';
+import type { RemoteConfigRecord } from '../remote/remote-config.ts';
+
+/** What the gateway needs from the remote config store (RemoteConfigs satisfies it). */
+export interface GatewayConfigs {
+  pending(agentId: string): Promise<RemoteConfigRecord | undefined>;
+  result(agentId: string, version: number, ok: boolean, reason: string, now: Date): Promise<RemoteConfigRecord | undefined>;
+}
 
 export interface GatewayOptions {
   store: HubStore;
-  /** Key id of the hub's Ed25519 key; bound into every auth signature. */
-  hubKeyId: string;
+  /**
+   * The hub key (read at each use, so a rotation takes effect on the next connection):
+   * signs the hub's proof and remote configs, and its id is bound into every auth signature.
+   */
+  hubKey?: HubKeySource;
+  /** Key id bound into auth signatures when no hubKey is given (tests of the agent side of auth only). */
+  hubKeyId?: string;
+  /** Remote configs to send after `ready` and to record verdicts in. */
+  configs?: GatewayConfigs;
+  /** Called with each recorded config verdict (audit). */
+  onConfigResult?: (agent: AgentRecord, rec: RemoteConfigRecord) => void;
   logger: Logger;
   /** Injected clock. Default: () => new Date(). */
   now?: () => Date;
@@ -54,6 +82,8 @@ interface Conn {
   ws: WebSocket;
   remote: string | null;
   nonce: Uint8Array;
+  /** Hub key id named in this connection's challenge (the auth signature binds it); after auth, the newest one this agent was told about. */
+  hubKeyId: string;
   agent: AgentRecord | null;
   publicKey: Uint8Array | null;
   queued: number;
@@ -87,6 +117,7 @@ export class AgentGateway {
     this.random = opts.randomBytes ?? ((n) => new Uint8Array(nodeRandomBytes(n)));
     this.log = opts.logger.child({ component: 'gateway' });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes ?? MAX_FRAME_BYTES });
+    if (!opts.hubKey && opts.hubKeyId === undefined) throw new TypeError('AgentGateway needs hubKey or hubKeyId');
     this.fleet = opts.fleet ?? new FleetTracker({ now: this.now });
     const sweepMs = opts.sweepIntervalMs ?? Math.min(5000, Math.max(10, Math.floor(this.fleet.offlineAfterMs / 4)));
     if (sweepMs > 0) {
@@ -145,8 +176,50 @@ export class AgentGateway {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
+  private get hubKeyId(): string {
+    return this.opts.hubKey?.keyId ?? this.opts.hubKeyId!;
+  }
+
+  /** Tells every connected agent about a hub key rotation (the announcement is signed by the old key). Returns how many were told. */
+  announceHubKey(chain: KeyAnnouncement[]): number {
+    let n = 0;
+    const newest = chain.at(-1)?.newKeyId;
+    for (const c of this.live.values()) {
+      if (c.closed) continue;
+      this.send(c, { t: 'hub-key', v: PROTOCOL_VERSION, chain });
+      if (newest) c.hubKeyId = newest;
+      n++;
+    }
+    return n;
+  }
+
+  /** Sends the agent's pending remote config now if it is connected. Returns whether it was sent. */
+  async offerConfig(agentId: string): Promise<boolean> {
+    const c = this.live.get(agentId);
+    if (!c || c.closed || !this.opts.configs) return false;
+    const rec = await this.opts.configs.pending(agentId);
+    if (!rec || c.closed) return false;
+    this.sendConfig(c, rec);
+    return true;
+  }
+
+  private sendConfig(conn: Conn, rec: RemoteConfigRecord): void {
+    const key = this.opts.hubKey;
+    if (!key) return;
+    // Signed at send time with the current hub key, so a config pushed before a hub key rotation still verifies after it.
+    // An agent that authenticated just before a rotation missed the announcement: tell it first, or it refuses the signature.
+    if (conn.hubKeyId !== key.keyId) {
+      const chain = key.chainFrom(conn.hubKeyId);
+      if (chain.length) this.send(conn, { t: 'hub-key', v: PROTOCOL_VERSION, chain });
+      conn.hubKeyId = key.keyId;
+    }
+    const doc = new TextEncoder().encode(rec.document);
+    this.send(conn, { t: 'config', v: PROTOCOL_VERSION, agent: rec.agentId, version: rec.version, doc, hubKeyId: key.keyId, sig: signConfig(rec.agentId, rec.version, doc, key.keyPair.secretKey) });
+    this.log.info({ agentId: rec.agentId, version: rec.version }, 'remote config sent to agent');
+  }
+
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Conn = { ws, remote: req.socket.remoteAddress ?? null, nonce: this.random(NONCE_BYTES), agent: null, publicKey: null, queued: 0, closed: false, handshaking: true, timer: null };
+    const conn: Conn = { ws, remote: req.socket.remoteAddress ?? null, nonce: this.random(NONCE_BYTES), hubKeyId: this.hubKeyId, agent: null, publicKey: null, queued: 0, closed: false, handshaking: true, timer: null };
     this.conns.add(conn);
     ws.on('error', (err) => this.log.debug({ err, remote: req.socket.remoteAddress }, 'agent socket error'));
     ws.on('close', () => this.onClose(conn));
@@ -161,7 +234,28 @@ export class AgentGateway {
     conn.timer = setTimeout(() => this.closeConn(conn, CLOSE.AUTH_FAILED, 'no auth within the handshake timeout'), this.handshakeTimeoutMs);
     conn.timer.unref?.();
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
-    this.send(conn, { t: 'challenge', v: PROTOCOL_VERSION, nonce: conn.nonce, hubKeyId: this.opts.hubKeyId, ts: this.now().toISOString() });
+    this.send(conn, { t: 'challenge', v: PROTOCOL_VERSION, nonce: conn.nonce, hubKeyId: conn.hubKeyId, ts: this.now().toISOString() });
+    this.sendProof(conn, req);
+  }
+
+  /** The hub's half of mutual auth, for agents that asked (sent their nonce in the URL). */
+  private sendProof(conn: Conn, req: IncomingMessage): void {
+    const key = this.opts.hubKey;
+    if (!key) return;
+    const q = new URL(req.url ?? '/', 'http://hub').searchParams;
+    const nonceText = q.get(AGENT_NONCE_PARAM);
+    if (nonceText === null) return;
+    const agentNonce = new Uint8Array(Buffer.from(nonceText, 'base64url'));
+    if (agentNonce.byteLength !== NONCE_BYTES) {
+      this.fail(conn, new DovetailError('PROTO_MALFORMED', `the ${AGENT_NONCE_PARAM} URL parameter must be ${NONCE_BYTES} bytes in base64url`), null);
+      return;
+    }
+    const pin = q.get(AGENT_PIN_PARAM) ?? undefined;
+    this.send(conn, {
+      t: 'hub-proof', v: PROTOCOL_VERSION, hubKeyId: conn.hubKeyId,
+      sig: sign(hubProofMessage(agentNonce, conn.nonce, conn.hubKeyId), key.keyPair.secretKey),
+      chain: pin === conn.hubKeyId ? [] : key.chainFrom(pin),
+    });
   }
 
   private endHandshake(conn: Conn): void {
@@ -217,6 +311,11 @@ export class AgentGateway {
       this.enqueue(conn, () => this.handleBatch(conn, f));
       return;
     }
+    if (frame.t === 'config-result') {
+      const f = frame;
+      this.enqueue(conn, () => this.handleConfigResult(conn, f));
+      return;
+    }
     if (frame.t === 'status') {
       // Heartbeat with health: kept in memory for the fleet view; the registry's lastSeenAt is written sparingly.
       const agentId = conn.agent.id;
@@ -266,10 +365,16 @@ export class AgentGateway {
       this.fleet.error(agent.id, 'HUB_AGENT_DISABLED', `connection refused: agent is ${agent.status}`);
       return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${agent.status}`);
     }
-    const publicKey = decodeKey(agent.publicKey);
+    // Any key of the agent that is not retired: after a rotation the agent may still run on the old one for a while.
+    const key = findAgentKey(agent, f.keyId, this.now());
+    if (key?.retired) {
+      this.fleet.error(agent.id, 'PROTO_KEY_RETIRED', `auth with key ${key.keyId}, retired at ${key.retiresAt}`);
+      return this.reject(conn, CLOSE.AUTH_FAILED, 'PROTO_KEY_RETIRED', `agent ${agent.id} authenticated with key ${key.keyId}, retired at ${key.retiresAt} (its rotation grace ended)`);
+    }
+    const publicKey = key?.publicKey;
     // The nonce must be the one sent on this connection: an auth frame recorded elsewhere is useless here.
-    const ok = f.keyId === agent.keyId && bytesEqual(f.nonce, conn.nonce) &&
-      verify(authMessage(conn.nonce, agent.id, this.opts.hubKeyId), f.sig, publicKey);
+    const ok = publicKey !== undefined && bytesEqual(f.nonce, conn.nonce) &&
+      verify(authMessage(conn.nonce, agent.id, conn.hubKeyId), f.sig, publicKey);
     if (!ok) {
       this.fleet.error(agent.id, 'HUB_AUTH_FAILED', 'challenge signature does not verify');
       return this.reject(conn, CLOSE.AUTH_FAILED, 'HUB_AUTH_FAILED', `challenge signature from agent ${agent.id} does not verify`);
@@ -277,7 +382,7 @@ export class AgentGateway {
 
     this.endHandshake(conn);
     conn.agent = agent;
-    conn.publicKey = publicKey;
+    conn.publicKey = publicKey!;
     const old = this.live.get(agent.id);
     this.live.set(agent.id, conn);
     if (old && old !== conn) this.closeConn(old, CLOSE.NORMAL, 'replaced by a newer connection of the same agent');
@@ -289,7 +394,20 @@ export class AgentGateway {
     this.enqueue(conn, async () => {
       const cur = await this.opts.store.log.agentCursor(agent.id);
       this.send(conn, { t: 'ready', v: PROTOCOL_VERSION, lastSeq: cur.lastSeq, lastHash: cur.lastHash });
+      const pending = await this.opts.configs?.pending(agent.id);
+      if (pending && !conn.closed) this.sendConfig(conn, pending);
     });
+  }
+
+  private async handleConfigResult(conn: Conn, f: ConfigResultFrame): Promise<void> {
+    const agent = conn.agent!;
+    const rec = await this.opts.configs?.result(agent.id, f.version, f.ok, f.reason, this.now());
+    if (!rec) {
+      this.log.debug({ agentId: agent.id, version: f.version }, 'config result for a version that is not the latest; ignored');
+      return;
+    }
+    this.log[f.ok ? 'info' : 'warn']({ agentId: agent.id, version: f.version, ok: f.ok, reason: f.ok ? undefined : rec.reason }, f.ok ? 'agent applied remote config' : 'agent refused remote config');
+    this.opts.onConfigResult?.(agent, rec);
   }
 
   private async handleBatch(conn: Conn, f: BatchFrame): Promise<void> {
@@ -302,7 +420,12 @@ export class AgentGateway {
     if (!current || current.status !== 'active') {
       return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${current?.status ?? 'unregistered'}`);
     }
-    if (!verifyBatchSignature(f.body, f.sig, conn.publicKey!)) return fail('PROTO_BAD_SIGNATURE', `batch seq ${f.seq} signature does not verify with agent ${agent.id}'s key`);
+    // The active key, or an older one within its rotation grace (batches signed and buffered before the rotation).
+    const signer = agentKeys(current, this.now()).find((k) => verifyBatchSignature(f.body, f.sig, k.publicKey));
+    if (!signer) return fail('PROTO_BAD_SIGNATURE', `batch seq ${f.seq} signature does not verify with agent ${agent.id}'s key`);
+    if (signer.retired) {
+      return this.fail(conn, new DovetailError('PROTO_KEY_RETIRED', `batch seq ${f.seq} is signed by agent ${agent.id}'s key ${signer.keyId}, retired at ${signer.retiresAt} (its rotation grace ended)`, { agentId: agent.id, seq: f.seq }), f.seq);
+    }
     let body;
     try {
       body = decodeBatchBody(f.body);
@@ -354,7 +477,7 @@ export class AgentGateway {
     return undefined;
   }
 
-  private reject(conn: Conn, closeCode: number, code: 'HUB_UNKNOWN_AGENT' | 'HUB_AGENT_DISABLED' | 'HUB_AUTH_FAILED', message: string): void {
+  private reject(conn: Conn, closeCode: number, code: 'HUB_UNKNOWN_AGENT' | 'HUB_AGENT_DISABLED' | 'HUB_AUTH_FAILED' | 'PROTO_KEY_RETIRED', message: string): void {
     this.log.warn({ code }, message);
     this.send(conn, { t: 'error', v: PROTOCOL_VERSION, code, message });
     this.closeConn(conn, closeCode, code);

@@ -12,6 +12,10 @@
  *   GET  /v1/destinations, /v1/status     read
  *   POST /v1/tokens, GET /v1/tokens, POST /v1/tokens/:id/revoke   admin: operator API tokens
  *   GET  /v1/audit?limit=N                read: audit log, newest first
+ *   POST /v1/agents/:id/keys              signed by the agent's active key: announce its new key (rotation)
+ *   GET  /v1/hub/keys, POST /v1/hub/keys/rotate        read / admin: the hub key and its rotations
+ *   GET|POST /v1/agents/:id/config        read / operate: remote config (tables) for one agent
+ *   POST /v1/destinations/:name/rotate-secret          admin: new webhook secret (shown once), overlap with the old
  *
  * Every token belongs to one tenant or is global (tenant null). A tenant token sees
  * and acts on its tenant only; other tenants' agents answer 404, as if absent.
@@ -19,10 +23,15 @@
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { randomBytes } from 'node:crypto';
-import { CLOSE, DovetailError, decodeKey, encodeKey, isDovetailError, keyId, toHex, type ErrorCode, type Logger } from '@dovetail/shared';
+import { CLOSE, DovetailError, decodeKey, encodeKey, isDovetailError, keyId, toHex, type ErrorCode, type KeyAnnouncement, type Logger } from '@dovetail/shared';
 import type { AgentRecord, ApiScope, ApiTokenRecord, AuditEntry, HubStore } from '../store/types.ts';
 import type { DestinationStatus } from '../delivery/router.ts';
 import type { FleetTracker } from '../fleet/fleet.ts';
+import { AgentKeyRotation, agentKeys } from '../keys/agent-keys.ts';
+import type { HubKeyring } from '../keys/hub-keys.ts';
+import { RemoteConfigs, type RemoteConfigRecord } from '../remote/remote-config.ts';
+import { DEFAULT_SECRET_OVERLAP_MS, type DestinationSecrets } from '../delivery/secrets.ts';
+import { DEFAULT_AGENT_KEY_GRACE_MS } from '../config.ts';
 import { hashToken, newToken, tokenMatches, type HubIdentity } from '../identity.ts';
 import * as S from './schemas.ts';
 import { buildOpenApi, collectRoutes, type RouteConfig } from './openapi.ts';
@@ -43,6 +52,18 @@ export interface ApiDeps {
   fleet?: FleetTracker;
   /** Closes the agent's live socket (disable/revoke take effect at once). */
   disconnect?: (agentId: string, code: number, reason: string) => void;
+  /** The hub key ring; without it POST /v1/hub/keys/rotate answers HUB_CONFLICT. */
+  hubKeys?: HubKeyring;
+  /** Tells connected agents about a hub key rotation; returns how many were told. */
+  announceHubKey?: (chain: KeyAnnouncement[]) => number;
+  /** Longest grace an agent key rotation gets, ms. Default 24 h. */
+  agentKeyGraceMs?: number;
+  /** Remote config store. Default: one over store.registry. */
+  configs?: RemoteConfigs;
+  /** Sends an agent's pending config if it is connected; returns whether it was sent. */
+  offerConfig?: (agentId: string) => Promise<boolean>;
+  /** Destination secrets (rotation); without it destinations show their config secret and rotate-secret answers 404. */
+  secrets?: DestinationSecrets;
 }
 
 /** Who made a request. */
@@ -53,6 +74,8 @@ const RANK: Record<ApiScope, number> = { read: 1, operate: 2, admin: 3 };
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   HUB_BAD_REQUEST: 400,
+  HUB_AUTH_FAILED: 401,
+  HUB_AGENT_DISABLED: 403,
   HUB_TOKEN_INVALID: 401,
   HUB_UNAUTHORIZED: 401,
   HUB_FORBIDDEN: 403,
@@ -190,9 +213,17 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return { token, expiresAt, tenant, site };
   });
 
+  const configs = deps.configs ?? new RemoteConfigs(store.registry);
+  const keyRotation = new AgentKeyRotation(store.registry, deps.agentKeyGraceMs ?? DEFAULT_AGENT_KEY_GRACE_MS);
+  const configSummary = (c: RemoteConfigRecord) => ({
+    version: c.version, status: c.status, reason: c.reason, sha256: c.sha256, pushedAt: c.pushedAt, pushedBy: c.pushedBy, resultAt: c.resultAt,
+  });
+
   const agentView = async (a: AgentRecord): Promise<S.AgentViewT> => {
     const cur = await store.log.agentCursor(a.id);
     const live = deps.fleet?.view(a.id);
+    const at = now();
+    const config = await configs.get(a.id);
     return {
       id: a.id, tenant: a.tenant, name: a.name, site: a.site ?? null, publicKey: a.publicKey, keyId: a.keyId, status: a.status,
       createdAt: a.createdAt, lastSeenAt: live?.lastHeardAt ?? a.lastSeenAt, version: a.version, host: a.host,
@@ -200,6 +231,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       connectedAt: live?.connectedAt ?? null, statusAt: live?.statusAt ?? null, remote: live?.remote ?? null,
       agentState: live?.agentState ?? null, uplinkState: live?.uplinkState ?? null, buffer: live?.buffer ?? null,
       lagMs: live?.lagMs ?? null, tables: live?.tables ?? [], lastError: live?.lastError ?? null,
+      previousKeys: agentKeys(a, at).slice(1).map((k, i) => ({ keyId: k.keyId, rotatedAt: a.previousKeys![i]!.rotatedAt, retiresAt: k.retiresAt!, retired: k.retired })),
+      configVersion: live?.configVersion ?? null,
+      config: config ? configSummary(config) : null,
     };
   };
   const visibleAgents = async (p: Principal) => (await store.registry.listAgents()).filter((a) => sees(p, a.tenant));
@@ -245,10 +279,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Destinations are hub-wide config; tenant tokens do not see them.
     if (p.tenant !== null) return [];
     const last = await store.log.lastOffset();
-    return Promise.all(deps.destinations().map(async (d) => ({
-      name: d.name, type: d.type, cursor: d.cursor, pending: last - d.cursor, inFlight: d.inFlight,
-      dlq: await store.delivery.dlqCount(d.name), lastError: d.lastError,
-    })));
+    return Promise.all(deps.destinations().map(async (d) => {
+      const secret = deps.secrets?.info(d.name);
+      return {
+        name: d.name, type: d.type, cursor: d.cursor, pending: last - d.cursor, inFlight: d.inFlight,
+        dlq: await store.delivery.dlqCount(d.name), lastError: d.lastError,
+        tenant: d.tenant ?? null, secretSource: secret?.source ?? 'config', secretRotatedAt: secret?.rotatedAt ?? null,
+        previousSecretValidUntil: secret?.previousValidUntil ?? null,
+      };
+    }));
   };
 
   app.get('/v1/destinations', { ...cfg('read', 'Delivery state per destination'), schema: { response: { 200: S.DestinationList } } }, async (req) => ({ destinations: await destinationsView(who(req)) }));
@@ -309,6 +348,79 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   }, async (req) => {
     const p = who(req);
     return { entries: await store.audit.list({ limit: req.query.limit ?? 100, ...(p.tenant !== null ? { tenant: p.tenant } : {}) }) };
+  });
+
+  // ---- keys, remote config, destination secrets (issue 4) ----
+
+  app.post<{ Params: typeof S.IdParams.static; Body: typeof S.AgentKeyBody.static }>('/v1/agents/:id/keys', {
+    ...cfg('agent-key', "Agent key rotation: announce the agent's new key, signed by its active key, with proof of possession"),
+    schema: { params: S.IdParams, body: S.AgentKeyBody, response: { 200: S.AgentKeyReply } },
+  }, async (req) => {
+    const at = now();
+    const graceMs = req.body.graceSeconds === undefined ? undefined : req.body.graceSeconds * 1000;
+    const r = await keyRotation.rotate(req.params.id, req.body.announcement, graceMs, at);
+    if (r.changed) {
+      await audit(req, { id: `agent:${r.agent.id}`, name: r.agent.name }, 'agent.key-rotated', r.agent.id, r.agent.tenant,
+        { keyId: r.agent.keyId, previousKeyId: r.previousKeyId, retiresAt: r.retiresAt });
+      log.info({ agentId: r.agent.id, keyId: r.agent.keyId, previousKeyId: r.previousKeyId, retiresAt: r.retiresAt }, 'agent key rotated');
+    }
+    return { agentId: r.agent.id, keyId: r.agent.keyId, previousKeyId: r.previousKeyId, retiresAt: r.retiresAt, changed: r.changed };
+  });
+
+  app.get('/v1/hub/keys', { ...cfg('read', 'The hub key id and public key, and every hub key rotation'), schema: { response: { 200: S.HubKeysReply } } }, async () => ({
+    keyId: deps.identity.keyId, publicKey: encodeKey(deps.identity.keyPair.publicKey),
+    rotations: (deps.hubKeys?.history() ?? []).map((a) => ({ oldKeyId: a.oldKeyId, newKeyId: a.newKeyId, at: a.at })),
+  }));
+
+  app.post('/v1/hub/keys/rotate', {
+    ...cfg('admin', 'Rotate the hub key: the new key is announced to every agent under the old one; the hub signs with the new key from now on'),
+    schema: { response: { 200: S.HubKeyRotateReply } },
+  }, async (req) => {
+    const p = who(req);
+    if (!deps.hubKeys) throw new DovetailError('HUB_CONFLICT', 'this hub was started without a key ring; its key cannot be rotated');
+    const ann = deps.hubKeys.rotate(now());
+    const agentsNotified = deps.announceHubKey?.([ann]) ?? 0;
+    await audit(req, p, 'hub.key-rotated', ann.newKeyId, null, { keyId: ann.newKeyId, previousKeyId: ann.oldKeyId, agentsNotified });
+    log.info({ keyId: ann.newKeyId, previousKeyId: ann.oldKeyId, agentsNotified, by: p.id }, 'hub key rotated');
+    return { keyId: ann.newKeyId, previousKeyId: ann.oldKeyId, at: ann.at, agentsNotified };
+  });
+
+  app.get<{ Params: typeof S.IdParams.static }>('/v1/agents/:id/config', {
+    ...cfg('read', 'The latest remote config pushed to an agent and its verdict'),
+    schema: { params: S.IdParams, response: { 200: S.ConfigView } },
+  }, async (req) => {
+    const a = await findAgent(who(req), req.params.id);
+    const c = await configs.get(a.id);
+    if (!c) throw new DovetailError('HUB_NOT_FOUND', `no remote config was pushed to agent ${a.id}`, { agentId: a.id });
+    return { agentId: a.id, ...configSummary(c), sent: false };
+  });
+
+  app.post<{ Params: typeof S.IdParams.static; Body: typeof S.ConfigPushBody.static }>('/v1/agents/:id/config', {
+    ...cfg('operate', "Push a remote config (the `tables` section) to an agent: signed with the hub key, sent now or on its next connect"),
+    schema: { params: S.IdParams, body: S.ConfigPushBody, response: { 200: S.ConfigView } },
+  }, async (req) => {
+    const p = who(req);
+    const a = await findAgent(p, req.params.id);
+    if (a.status === 'revoked') throw new DovetailError('HUB_CONFLICT', `agent ${a.id} is revoked; it gets no config`, { agentId: a.id });
+    const c = await configs.push(a.id, req.body.document, p.id, now());
+    await audit(req, p, 'agent.config-pushed', a.id, a.tenant, { version: c.version, sha256: c.sha256 });
+    const sent = (await deps.offerConfig?.(a.id)) ?? false;
+    log.info({ agentId: a.id, version: c.version, sent, by: p.id }, 'remote config pushed');
+    return { agentId: a.id, ...configSummary(c), sent };
+  });
+
+  app.post<{ Params: typeof S.NameParams.static; Body: typeof S.RotateSecretBody.static }>('/v1/destinations/:name/rotate-secret', {
+    ...cfg('admin', 'Rotate a destination signing secret: the new secret is returned once; both signatures are sent during the overlap'),
+    schema: { params: S.NameParams, body: S.RotateSecretBody, response: { 200: S.RotateSecretReply } },
+  }, async (req) => {
+    const p = who(req);
+    const name = req.params.name;
+    if (!deps.secrets?.has(name)) throw new DovetailError('HUB_NOT_FOUND', `destination ${name} is not configured`, { destination: name });
+    const overlapMs = req.body?.overlapSeconds === undefined ? DEFAULT_SECRET_OVERLAP_MS : req.body.overlapSeconds * 1000;
+    const r = await deps.secrets.rotate(name, overlapMs, now());
+    await audit(req, p, 'destination.secret-rotated', name, null, { previousValidUntil: r.previousValidUntil });
+    log.info({ destination: name, previousValidUntil: r.previousValidUntil, by: p.id }, 'destination secret rotated');
+    return { name, secret: r.secret, previousValidUntil: r.previousValidUntil };
   });
 
   return app;

@@ -11,12 +11,12 @@ export interface RouteDoc {
   method: string;
   url: string;
   schema: Record<string, unknown>;
-  scope: ApiScope | 'none' | 'enrollment-token';
+  scope: ApiScope | 'none' | 'enrollment-token' | 'agent-key';
   summary: string;
 }
 
 /** Route config fields this API uses. */
-export interface RouteConfig { scope?: ApiScope | 'none' | 'enrollment-token'; summary?: string }
+export interface RouteConfig { scope?: ApiScope | 'none' | 'enrollment-token' | 'agent-key'; summary?: string }
 
 export function collectRoutes(app: FastifyInstance): RouteDoc[] {
   const routes: RouteDoc[] = [];
@@ -60,6 +60,7 @@ function parameters(schema: unknown, where: 'path' | 'query'): unknown[] {
 const SCOPE_TEXT: Record<RouteDoc['scope'], string> = {
   none: 'No authentication.',
   'enrollment-token': 'Authenticated by the one-time enrollment token in the body.',
+  'agent-key': "Authenticated by the agent's active key: the body is signed by it (and by the new key, as proof of possession).",
   read: 'Bearer token with scope read, operate or admin.',
   operate: 'Bearer token with scope operate or admin.',
   admin: 'Bearer token with scope admin.',

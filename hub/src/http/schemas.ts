@@ -78,6 +78,15 @@ export const AgentView = Type.Object({
   lagMs: Nullable(Type.Integer({ description: 'age of the oldest unsent change, ms' })),
   tables: Type.Array(TableView),
   lastError: Nullable(ErrorView),
+  previousKeys: Type.Array(Type.Object({
+    keyId: Str(), rotatedAt: Str(), retiresAt: Str(),
+    retired: Type.Boolean({ description: 'its grace ended: nothing signed by it is accepted' }),
+  }), { description: 'keys this agent rotated away from, newest first' }),
+  configVersion: Nullable(Type.Integer({ description: 'remote config version the agent reports running (0: its local file only)' })),
+  config: Nullable(Type.Object({
+    version: Type.Integer(), status: Str({ description: 'pending | applied | refused' }), reason: Nullable(Str()),
+    sha256: Str(), pushedAt: Str(), pushedBy: Str(), resultAt: Nullable(Str()),
+  }, { description: 'the latest remote config pushed to this agent' })),
 }, { $id: 'Agent' });
 export type AgentViewT = Static<typeof AgentView>;
 
@@ -85,6 +94,10 @@ export const AgentList = Type.Object({ agents: Type.Array(Type.Ref('Agent')) });
 
 export const DestinationView = Type.Object({
   name: Str(), type: Str(), cursor: Type.Integer(), pending: Type.Integer(), inFlight: Type.Integer(), dlq: Type.Integer(), lastError: Nullable(Str()),
+  tenant: Nullable(Str({ description: 'only events from agents of this tenant are delivered' })),
+  secretSource: Str({ description: 'config (the hub config file) or store (rotated: kept in the hub store)' }),
+  secretRotatedAt: Nullable(Str()),
+  previousSecretValidUntil: Nullable(Str({ description: 'until then webhooks carry a signature with the previous secret too' })),
 }, { $id: 'Destination' });
 export const DestinationList = Type.Object({ destinations: Type.Array(Type.Ref('Destination')) });
 
@@ -117,6 +130,46 @@ export const AuditView = Type.Object({
 }, { $id: 'AuditEntry' });
 export const AuditQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) });
 export const AuditList = Type.Object({ entries: Type.Array(Type.Ref('AuditEntry')) });
+
+const B64 = (description: string) => Str({ minLength: 1, maxLength: 200, description });
+export const KeyAnnouncementBody = Type.Object({
+  role: Type.Unsafe<'agent' | 'hub'>({ type: 'string', enum: ['agent', 'hub'] }),
+  subject: Str({ minLength: 1, maxLength: 100, description: 'the agent id' }),
+  oldKeyId: Str({ minLength: 1, maxLength: 64 }),
+  newPublicKey: B64('base64 of the new 32-byte Ed25519 public key'),
+  newKeyId: Str({ minLength: 1, maxLength: 64 }),
+  at: Str({ minLength: 1, maxLength: 40 }),
+  sig: B64('signature by the old (active) key over the announcement (DOMAIN.keyAnnounce)'),
+  pop: B64('proof of possession: the same statement signed by the new key'),
+}, { additionalProperties: false });
+export const AgentKeyBody = Type.Object({
+  announcement: KeyAnnouncementBody,
+  graceSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 365 * 86400, description: 'how long the old key stays valid; capped by the hub (default 24 h)' })),
+}, { additionalProperties: false });
+export const AgentKeyReply = Type.Object({ agentId: Str(), keyId: Str(), previousKeyId: Str(), retiresAt: Str(), changed: Type.Boolean() });
+
+export const HubKeyRotateReply = Type.Object({ keyId: Str(), previousKeyId: Str(), at: Str(), agentsNotified: Type.Integer() });
+export const HubKeysReply = Type.Object({
+  keyId: Str(), publicKey: Str(),
+  rotations: Type.Array(Type.Object({ oldKeyId: Str(), newKeyId: Str(), at: Str() })),
+});
+
+export const ConfigPushBody = Type.Object({
+  document: Str({ minLength: 1, maxLength: 61440, description: 'YAML with a `tables` list only (the agent keeps its own source, hub and agent settings)' }),
+}, { additionalProperties: false });
+export const ConfigView = Type.Object({
+  agentId: Str(), version: Type.Integer(), status: Str({ description: 'pending | applied | refused' }), reason: Nullable(Str()),
+  sha256: Str(), pushedAt: Str(), pushedBy: Str(), resultAt: Nullable(Str()),
+  sent: Type.Boolean({ description: 'sent to the connected agent now (otherwise on its next connect)' }),
+});
+
+export const NameParams = Type.Object({ name: Str({ minLength: 1, maxLength: 100 }) });
+export const RotateSecretBody = Type.Object({
+  overlapSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86400, description: 'both signatures are sent this long; default 86400 (24 h)' })),
+}, { additionalProperties: false });
+export const RotateSecretReply = Type.Object({
+  name: Str(), secret: Str({ description: 'the new whsec_ secret, shown once' }), previousValidUntil: Nullable(Str()),
+});
 
 /** Shared schemas registered with fastify.addSchema and emitted as OpenAPI components. */
 export const SHARED_SCHEMAS: TSchema[] = [ErrorBody, AgentView, DestinationView, TokenView, AuditView];

@@ -124,7 +124,8 @@ class LevelRegistry implements Registry {
       const a = await this.getAgent(id);
       if (!a) throw new DovetailError('HUB_NOT_FOUND', `agent ${id} is not registered`, { agentId: id });
       const next = { ...a, ...patch, id };
-      await this.db.put(`agent!${id}`, enc(next));
+      // Synced: a key rotation the hub confirmed must survive a crash (the agent drops its old key on the confirmation).
+      await this.db.put(`agent!${id}`, enc(next), SYNC);
       return next;
     });
   }

@@ -78,6 +78,19 @@ export interface AgentRecord {
   host: string | null;
   /** Site name from the enrollment token, when the operator gave one. */
   site?: string | null;
+  /**
+   * Keys this agent rotated away from, newest first. Each still verifies auth and batches
+   * until retiresAt (the grace for batches buffered under it), and is refused after.
+   */
+  previousKeys?: PreviousAgentKey[];
+}
+
+export interface PreviousAgentKey {
+  /** base64 of the 32-byte Ed25519 public key. */
+  publicKey: string;
+  keyId: string;
+  rotatedAt: string;
+  retiresAt: string;
 }
 
 export interface EnrollmentTokenRecord {
