@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { readdir, readFile, rm, mkdir } from 'node:fs/promises';
-import { backoffDelay, decodeBatchBody, isDovetailError, keyId, type Logger } from '@dovetail/shared';
+import { backoffDelay, briefError, decodeBatchBody, isDovetailError, keyId, type Logger } from '@dovetail/shared';
 import type { AgentConfig, TableConfig } from './config/types.ts';
 import type { SourceDriver } from './sources/types.ts';
 import { createDriver } from './sources/registry.ts';
@@ -263,7 +263,7 @@ export class Agent {
         } catch (err) {
           const delay = backoffDelay(this.connectAttempt++, { initialMs: 1000, maxMs: 30_000 });
           const code = isDovetailError(err) ? err.code : 'AGENT_SOURCE_UNREACHABLE';
-          this.deps.logger.error({ err, code, retryInMs: delay }, 'cannot reach the ERP database; retrying');
+          this.deps.logger.error({ ...briefError(err), code, retryInMs: delay }, 'cannot reach the ERP database; retrying');
           if (code === 'AGENT_SOURCE_DRIVER_MISSING') return; // nothing to retry: the message says what to install
           await new Promise((r) => setTimeout(r, delay).unref());
         }

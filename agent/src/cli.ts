@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, isDovetailError, type Logger } from '@dovetail/shared';
-import { loadAgentConfig } from './config/load.ts';
+import { loadAgentConfig, loadAgentLocation } from './config/load.ts';
 import type { AgentConfig } from './config/types.ts';
 import { Agent, RESYNC_DIR } from './agent.ts';
 import { AGENT_VERSION } from './version.ts';
@@ -92,7 +92,8 @@ async function main(argv: string[]): Promise<void> {
   let rest = args;
   if (command === 'keys' && rest[0] === 'rotate') rest = rest.slice(1);
   else if (command === 'keys' && rest[0] !== undefined && !rest[0].startsWith('-')) throw new UsageError(`unknown command "keys ${rest[0]}"\n\n${HELP.keys}`);
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
+  if (!command) throw new UsageError(`a command is required\n\n${HELP.main}`);
+  if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(HELP.main + '\n');
     return;
   }
@@ -169,13 +170,15 @@ async function cmdPreview(v: Record<string, string | boolean | undefined>): Prom
   const { runPreview } = await import('./preview.ts');
   const limit = v.limit === undefined ? 100 : Number(v.limit);
   if (!Number.isSafeInteger(limit) || limit < 0) throw new UsageError(`--limit must be a whole number >= 0, got "${String(v.limit)}"`);
-  await runPreview(cfg, { table: typeof v.table === 'string' ? v.table : undefined, limit, out: process.stdout, err: process.stderr });
+  const r = await runPreview(cfg, { table: typeof v.table === 'string' ? v.table : undefined, limit, out: process.stdout, err: process.stderr });
+  // A table that could not be read is a failure a script must see.
+  if (r.failedTables.length > 0) process.exitCode = 1;
 }
 
 async function cmdStatus(v: Record<string, string | boolean | undefined>): Promise<void> {
-  const cfg = await config(v as { config?: string });
+  if (typeof v.config !== 'string') throw new UsageError('--config agent.yaml is required');
   const { collectStatus, formatStatus } = await import('./status.ts');
-  const status = await collectStatus(cfg);
+  const status = await collectStatus((await loadAgentLocation(v.config)).dataDir);
   process.stdout.write(v.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
 }
 
@@ -194,11 +197,11 @@ async function cmdKeysRotate(v: Record<string, string | boolean | undefined>): P
 }
 
 async function cmdResync(v: Record<string, string | boolean | undefined>): Promise<void> {
-  const cfg = await config(v as { config?: string });
+  if (typeof v.config !== 'string') throw new UsageError('--config agent.yaml is required');
   if (typeof v.table !== 'string') throw new UsageError('--table NAME is required');
-  const names = cfg.tables.map((t) => t.name);
+  const { dataDir, tables: names } = await loadAgentLocation(v.config);
   if (!names.includes(v.table)) throw new UsageError(`table "${v.table}" is not in the configuration (known: ${names.join(', ')})`);
-  const dir = join(cfg.agent.dataDir, RESYNC_DIR);
+  const dir = join(dataDir, RESYNC_DIR);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, v.table), new Date().toISOString());
   process.stdout.write(`resync of "${v.table}" requested: it is re-snapshotted on the agent's next capture cycle\n`);

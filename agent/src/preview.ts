@@ -20,7 +20,7 @@ export interface PreviewOptions {
   err: Writable;
 }
 
-export async function runPreview(cfg: AgentConfig, opts: PreviewOptions): Promise<{ events: number; quarantined: number }> {
+export async function runPreview(cfg: AgentConfig, opts: PreviewOptions): Promise<{ events: number; quarantined: number; failedTables: string[] }> {
   const tables = opts.table ? cfg.tables.filter((t) => t.name === opts.table) : cfg.tables;
   if (opts.table && tables.length === 0) throw unknownTable(opts.table, cfg.tables.map((t) => t.name));
   let agentId = 'preview';
@@ -39,10 +39,12 @@ export async function runPreview(cfg: AgentConfig, opts: PreviewOptions): Promis
       opts.err.write('preview: the agent is running and holds the buffer; previewing from a full snapshot instead of its positions\n');
     }
   }
-  const logger = createLogger({ name: 'dovetail-agent', level: 'warn', destination: { write: (s: string) => opts.err.write(s) } as never });
+  // Errors reach the user as one plain line each (below); the runner's own log lines would repeat them.
+  const logger = createLogger({ name: 'dovetail-agent', level: 'fatal', destination: { write: (s: string) => opts.err.write(s) } as never });
   const driver = await createDriver(cfg.source);
   let events = 0;
   let quarantined = 0;
+  const failedTables: string[] = [];
   try {
     await driver.connect();
     for (const table of tables) {
@@ -68,11 +70,12 @@ export async function runPreview(cfg: AgentConfig, opts: PreviewOptions): Promis
       if (!ok && runner.status.lastError) {
         const { code, message } = runner.status.lastError;
         opts.err.write(`preview: table ${table.name}: ${code}: ${message}\n`);
+        failedTables.push(table.name);
       }
     }
   } finally {
     await driver.close().catch(() => undefined);
     await base?.close();
   }
-  return { events, quarantined };
+  return { events, quarantined, failedTables };
 }

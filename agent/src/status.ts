@@ -1,5 +1,4 @@
 /** `dovetail-agent status`: positions, buffer depth and bytes, last ack, per-table capture state. */
-import type { AgentConfig } from './config/types.ts';
 import { inspectOutbox } from './outbox/outbox.ts';
 
 export interface AgentStatusView {
@@ -12,11 +11,11 @@ export interface AgentStatusView {
   uplink: unknown;
 }
 
-export async function collectStatus(cfg: AgentConfig): Promise<AgentStatusView> {
-  const { live, snapshot } = await inspectOutbox(cfg.agent.dataDir);
+export async function collectStatus(dataDir: string): Promise<AgentStatusView> {
+  const { live, snapshot } = await inspectOutbox(dataDir);
   return {
     running: live,
-    dataDir: cfg.agent.dataDir,
+    dataDir,
     updatedAt: snapshot?.updatedAt ?? null,
     buffer: snapshot?.outbox ?? null,
     offsets: snapshot?.offsets ?? {},

@@ -5,7 +5,7 @@
  * flow. Progress moves only by commit, so a crash at any point re-polls from the
  * last committed position.
  */
-import { DovetailError, isDovetailError, type CanonicalEvent, type Logger } from '@dovetail/shared';
+import { DovetailError, briefError, isDovetailError, type CanonicalEvent, type Logger } from '@dovetail/shared';
 import type { CaptureContext, CaptureStrategy, RowChange, StateReader, TablePhase } from './capture/types.ts';
 import type { TableConfig } from './config/types.ts';
 import type { QuarantineEntry, CommitInput } from './outbox/types.ts';
@@ -161,7 +161,8 @@ export class TableRunner {
       this.status.lastError = { code, message, at: this.now().toISOString() };
       this.status.phase = 'error';
       const retry = isRetryable(err);
-      logger[retry ? 'warn' : 'error']({ table: table.name, err, retryable: retry }, retry ? 'capture failed, will retry on the next schedule tick' : 'capture failed; fix the cause, it is retried on the next tick');
+      if (retry) logger.warn({ ...briefError(err), retryable: true }, 'capture failed, will retry on the next schedule tick');
+      else logger.error({ err, retryable: false }, 'capture failed; fix the cause, it is retried on the next tick');
       return false;
     } finally {
       this.running = false;

@@ -17,7 +17,9 @@ const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `heade
 export function redactSecrets(text: string): string {
   return text
     .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
-    .replace(/\b(password|pwd|secret|token)\s*=\s*[^;\s]*/gi, '$1=***')
+    .replace(/\b(password|pwd|secret|token)\s*=\s*[^;\s&]*/gi, '$1=***')
+    // Credentials carried as URL query parameters (webhook URLs often hold an API key).
+    .replace(/([?&](?:api[_-]?key|apikey|access[_-]?token|auth|key|sig|signature|code)=)[^&#\s"']*/gi, '$1***')
     .replace(/\bwhsec_[A-Za-z0-9+/=]+/g, 'whsec_***')
     .replace(/\bdvt_[a-z]+_[A-Za-z0-9_-]+/g, 'dvt_***');
 }
@@ -55,4 +57,14 @@ export function createLogger(opts: LogOptions): Logger {
     },
     opts.destination ?? pino.destination({ dest: 1, sync: false }),
   );
+}
+
+/**
+ * The short form of an expected, retried failure (hub down, database restarting):
+ * code and message without a stack trace, so a retry loop does not flood the log.
+ */
+export function briefError(err: unknown): { code?: string; error: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return { ...(typeof code === 'string' ? { code } : {}), error: redactSecrets(message) };
 }

@@ -30,3 +30,9 @@ test('connection string passwords and tokens are redacted', () => {
   assert.equal(redactSecrets('Server=db;User Id=sa;Password=p@ss;'), 'Server=db;User Id=sa;Password=***;');
   assert.equal(redactSecrets('secret whsec_abc123=='), 'secret whsec_***');
 });
+
+test('credentials in URL query parameters are redacted', () => {
+  assert.equal(redactSecrets('POST http://bob:pw@crm.local/hook?apikey=QueryKey77&x=1 failed'), 'POST http://bob:***@crm.local/hook?apikey=***&x=1 failed');
+  assert.equal(redactSecrets('https://h/x?access_token=abc#f'), 'https://h/x?access_token=***#f');
+  assert.equal(redactSecrets('https://h/x?page=2'), 'https://h/x?page=2');
+});

@@ -581,3 +581,28 @@ export function describeConfigError(err: unknown): string {
   if (isDovetailError(err)) return err.code.startsWith('CONFIG_') ? err.message : `${err.code}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Just where the agent keeps its data and which tables it names, for `status` and
+ * `resync`: these must work from a fresh shell where the database password and hub
+ * URL variables are not set, so nothing else is validated or substituted.
+ */
+export async function loadAgentLocation(path: string): Promise<{ dataDir: string; tables: string[] }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new DovetailError('CONFIG_NOT_FOUND', `cannot read agent config ${path}: ${(err as Error).message}`, { path }, { cause: err });
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) return loadAgentConfig(path).then((c) => ({ dataDir: c.agent.dataDir, tables: c.tables.map((t) => t.name) }));
+  const raw = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as { agent?: { dataDir?: unknown }; tables?: unknown };
+  const dir = raw.agent?.dataDir;
+  if (dir !== undefined && (typeof dir !== 'string' || dir.includes('${'))) {
+    // Unusual: an env-dependent data dir needs the full loader (and its variables).
+    const c = await loadAgentConfig(path);
+    return { dataDir: c.agent.dataDir, tables: c.tables.map((t) => t.name) };
+  }
+  const tables = Array.isArray(raw.tables) ? raw.tables.map((t) => (t as { name?: unknown })?.name).filter((n): n is string => typeof n === 'string') : [];
+  return { dataDir: resolve(dirname(resolve(path)), dir ?? DEFAULTS.dataDir), tables };
+}

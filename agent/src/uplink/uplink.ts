@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import WebSocket, { type ClientOptions, type RawData } from 'ws';
 import {
-  AGENT_NONCE_PARAM, AGENT_PIN_PARAM, AGENT_WS_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, backoffDelay, createLogger, decodeFrame,
+  AGENT_NONCE_PARAM, AGENT_PIN_PARAM, AGENT_WS_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, backoffDelay, briefError, createLogger, decodeFrame,
   encodeFrame, followKeyChain, hubProofMessage, sign, verify, type ChallengeFrame, type ConfigFrame, type Frame, type HubProofFrame,
   type KeyAnnouncement, type Logger, type PinnedKey,
 } from '@dovetail/shared';
@@ -270,7 +270,7 @@ export class Uplink extends EventEmitter {
     });
     ws.on('error', (err) => {
       // 'close' always follows; reconnecting happens there.
-      if (!c.closed) this.log.warn({ err, url: this.url }, 'hub connection error');
+      if (!c.closed) this.log.warn({ ...briefError(err), url: this.url }, 'hub connection error');
     });
     ws.on('close', (code: number, reason: Buffer) => this.onClose(c, code, reason.toString('utf8')));
   }
