@@ -59,11 +59,12 @@ export interface CaptureBenchResult {
   stages: StageResult[];
 }
 
-const DB = 'dovetail_bench';
+export const BENCH_DB = 'dovetail_bench';
+const DB = BENCH_DB;
 /** The diff delete sweep runs at most this long after the first scan (it is O(n^2) today; see the report). */
 const DIFF_SWEEP_BUDGET_MS = 30_000;
 const AGENT_ID = 'agt_bench';
-const MAPPER_OPTS = { timeZone: 'America/Chicago', system: 'gp', agentId: AGENT_ID };
+export const MAPPER_OPTS = { timeZone: 'America/Chicago', system: 'gp', agentId: AGENT_ID };
 const silent = createLogger({ name: 'bench', level: 'silent' });
 
 function f(column: string, type: FieldType, more: Partial<FieldMapping> = {}): FieldMapping {
@@ -99,7 +100,8 @@ export function benchTable(name: string, strategy: 'cursor' | 'diff', pageSize: 
   };
 }
 
-function createSql(name: string, rows: number): string {
+/** PostgreSQL DDL + generate_series fill for the ERP-shaped table (the ODBC bench ports it to MariaDB and SQLite). */
+export function createSql(name: string, rows: number): string {
   // Deterministic content; ~30 % unshipped orders carry the 1900-01-01 sentinel.
   return `
 CREATE TABLE ${name} (
@@ -147,7 +149,7 @@ SELECT 'ORD' || lpad(g::text, 8, '0'),
 ANALYZE ${name};`;
 }
 
-function reachable(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+export function reachable(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = netConnect({ host, port });
     const done = (ok: boolean) => { s.destroy(); resolve(ok); };
@@ -157,7 +159,7 @@ function reachable(host: string, port: number, timeoutMs = 1000): Promise<boolea
   });
 }
 
-interface Source {
+export interface Source {
   label: string;
   url: string;
   exec(sql: string): Promise<void>;
@@ -165,7 +167,7 @@ interface Source {
   close(): Promise<void>;
 }
 
-async function openPostgres(): Promise<Source | null> {
+export async function openPostgres(): Promise<Source | null> {
   if (!(await reachable('127.0.0.1', 5432))) return null;
   const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
   try {
@@ -219,8 +221,35 @@ async function withDriver<T>(url: string, fn: (d: SourceDriver) => Promise<T>): 
   }
 }
 
-function context(driver: SourceDriver, pageSize: number, state: StateReader = EMPTY_STATE): CaptureContext {
+export function context(driver: SourceDriver, pageSize: number, state: StateReader = EMPTY_STATE): CaptureContext {
   return { driver, state, pageSize, signal: new AbortController().signal, now: () => new Date() };
+}
+
+/** One stage as a printed line: name, rows, seconds, rows/s, ratio to raw, note. */
+export function stageLine(r: StageResult): string {
+  return `  ${r.stage.padEnd(14)} ${String(r.rows).padStart(8)} rows  ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${Math.round(r.rowsPerSec).toLocaleString('en-US').padStart(8)} rows/s${r.ratio !== null ? `  x${r.ratio.toFixed(2)} of raw` : ''}${r.note ? `  (${r.note})` : ''}`;
+}
+
+/** The bench table name for a row count (shared by every source, so the ODBC bench reads the very same PostgreSQL table). */
+export function benchTableName(rows: number): string {
+  return `bench_sop10100_${rows}`;
+}
+
+/** Builds the table unless it already holds exactly `rows` rows (its content is deterministic). */
+export async function preparePgTable(src: Source, rows: number, log: (l: string) => void): Promise<{ name: string; tableBuildMs: number; tableReused: boolean }> {
+  const name = benchTableName(rows);
+  const exists = await src.scalar(`SELECT to_regclass('public.${name}')::text`);
+  const count = exists ? Number(await src.scalar(`SELECT count(*) FROM ${name}`)) : -1;
+  if (count === rows) {
+    log(`  table ${name}: reused (${rows} rows)`);
+    return { name, tableBuildMs: 0, tableReused: true };
+  }
+  const t = nowMs();
+  await src.exec(`DROP TABLE IF EXISTS ${name}`);
+  await src.exec(createSql(name, rows));
+  const tableBuildMs = nowMs() - t;
+  log(`  table ${name}: built ${rows} rows in ${(tableBuildMs / 1000).toFixed(1)} s`);
+  return { name, tableBuildMs, tableReused: false };
 }
 
 export async function runCaptureBench(o: CaptureBenchOptions): Promise<CaptureBenchResult> {
@@ -228,23 +257,9 @@ export async function runCaptureBench(o: CaptureBenchOptions): Promise<CaptureBe
   const skip = new Set(o.skip ?? []);
   const src = (await openPostgres()) ?? (await openPglite());
   log(`  source: ${src.label}`);
-  const name = `bench_sop10100_${o.rows}`;
   const stages: StageResult[] = [];
-  let tableBuildMs = 0;
-  let tableReused = false;
   try {
-    const exists = await src.scalar(`SELECT to_regclass('public.${name}')::text`);
-    const count = exists ? Number(await src.scalar(`SELECT count(*) FROM ${name}`)) : -1;
-    if (count === o.rows) {
-      tableReused = true;
-      log(`  table ${name}: reused (${o.rows} rows)`);
-    } else {
-      const t = nowMs();
-      await src.exec(`DROP TABLE IF EXISTS ${name}`);
-      await src.exec(createSql(name, o.rows));
-      tableBuildMs = nowMs() - t;
-      log(`  table ${name}: built ${o.rows} rows in ${(tableBuildMs / 1000).toFixed(1)} s`);
-    }
+    const { name, tableBuildMs, tableReused } = await preparePgTable(src, o.rows, log);
     const bytes = Number(await src.scalar(`SELECT pg_total_relation_size('${name}')`));
     log(`  table size ${(bytes / 2 ** 20).toFixed(0)} MiB`);
     // Warm the server's cache so the first stage is not penalised for reading from disk.
@@ -255,7 +270,7 @@ export async function runCaptureBench(o: CaptureBenchOptions): Promise<CaptureBe
       const rps = rate(rows, ms);
       const r: StageResult = { stage, rows, ms, rowsPerSec: rps, ratio: base ? rps / base.rowsPerSec : null, ...(note ? { note } : {}) };
       stages.push(r);
-      log(`  ${stage.padEnd(14)} ${String(rows).padStart(8)} rows  ${(ms / 1000).toFixed(1).padStart(6)} s  ${Math.round(rps).toLocaleString('en-US').padStart(8)} rows/s${r.ratio !== null ? `  x${r.ratio.toFixed(2)} of raw` : ''}${note ? `  (${note})` : ''}`);
+      log(stageLine(r));
       if (rows !== o.rows) log(`    WARNING: ${stage} saw ${rows} rows, expected ${o.rows}`);
     };
     const stage = async (label: string, fn: () => Promise<{ rows: number; ms?: number; note?: string }>) => {

@@ -4,6 +4,7 @@
  */
 import { cpus, totalmem, loadavg } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { CanonicalEvent } from '@dovetail/shared';
@@ -137,4 +138,55 @@ export function sampleEvent(i: number, agentId: string, r: () => number): Canoni
       extra: { binLocation: `A-${String(i % 99).padStart(2, '0')}-${String(i % 7)}`, abcClass: 'B' },
     },
   } as CanonicalEvent;
+}
+
+/** The soft limit on open files a child started by bash would inherit (`ulimit -n`). */
+export function openFilesLimit(): number {
+  try {
+    const v = execFileSync('bash', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+    return v === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(v);
+  } catch {
+    return 1024;
+  }
+}
+
+export interface BenchChild {
+  child: ChildProcess;
+  /** Sends `msg` and resolves with the next message whose `t` is `reply` (one waiter per reply type). */
+  ask(msg: Record<string, unknown>, reply: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves when the child process has exited. */
+  exited: Promise<void>;
+}
+
+/**
+ * A bench child process (a TypeScript file run by tsx) driven over the IPC channel. A child
+ * reports failures as {t:'error', message}. With minOpenFiles above the current soft limit,
+ * the child is started through `bash -c 'ulimit -n N; exec node ...'` (the IPC channel fd
+ * and NODE_CHANNEL_FD survive the exec), so a benchmark holding thousands of sockets does
+ * not die of EMFILE.
+ */
+export function forkBenchChild(script: string, opts: { name: string; execArgv?: string[]; minOpenFiles?: number; onMessage?: (m: Record<string, unknown>) => void }): BenchChild {
+  const execArgv = ['--import', 'tsx', ...(opts.execArgv ?? [])];
+  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
+  const raise = opts.minOpenFiles !== undefined && openFilesLimit() < opts.minOpenFiles;
+  const child = raise
+    ? spawn('bash', ['-c', `ulimit -n ${opts.minOpenFiles} 2>/dev/null || echo "${opts.name}: could not raise ulimit -n to ${opts.minOpenFiles}" >&2; exec "$0" "$@"`, process.execPath, ...execArgv, script], { stdio })
+    : fork(script, [], { execArgv, stdio });
+  const waiters = new Map<string, (m: Record<string, unknown>) => void>();
+  let failure: Error | undefined;
+  child.on('message', (m: Record<string, unknown>) => {
+    if (m.t === 'error') failure = new Error(`${opts.name} failed: ${String(m.message)}`);
+    opts.onMessage?.(m);
+    const w = waiters.get(String(m.t));
+    waiters.delete(String(m.t));
+    w?.(m);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ask = (out: Record<string, unknown>, reply: string, timeoutMs = 30_000): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(failure ?? new Error(`${opts.name} did not answer ${String(out.t)} within ${timeoutMs / 1000} s`)), timeoutMs);
+      waiters.set(reply, (m) => { clearTimeout(timer); resolve(m); });
+      child.send(out);
+    });
+  return { child, ask, exited };
 }

@@ -13,7 +13,6 @@
  * Timing starts at uplink.start() (connect + auth included) and stops when the
  * outbox recorded the ack of the last seq. Bounded by a deadline; stops by itself.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -22,7 +21,7 @@ import type { Hub } from '@dovetail/hub';
 import { Outbox } from '@dovetail/agent';
 import { Uplink } from '../agent/src/uplink/uplink.ts';
 import { registerAgent, startBenchHub, type BenchAgent } from './hub-process.ts';
-import { nowMs, prng, rate, sampleEvent, tempDir } from './lib.ts';
+import { forkBenchChild, nowMs, prng, rate, sampleEvent, tempDir } from './lib.ts';
 
 export interface UplinkBenchOptions {
   /** Events to send. Default 100 000. */
@@ -88,27 +87,11 @@ async function inprocHub(dataDir: string, agent: BenchAgent): Promise<HubHandle>
 }
 
 async function childHub(dataDir: string, agent: BenchAgent, cpuProfDir: string | undefined): Promise<HubHandle> {
-  const execArgv = ['--import', 'tsx'];
   // No fixed file name: tsx's loader thread writes a profile too and would overwrite the main thread's.
-  if (cpuProfDir) execArgv.push('--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, 'hub'));
-  const child: ChildProcess = fork(join(HERE, 'hub-process.ts'), [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const waiters = new Map<string, (m: Record<string, unknown>) => void>();
-  let failure: Error | undefined;
-  child.on('message', (m: Record<string, unknown>) => {
-    if (m.t === 'error') failure = new Error(`bench hub failed: ${String(m.message)}`);
-    const w = waiters.get(String(m.t));
-    waiters.delete(String(m.t));
-    w?.(m);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const ask = (out: Record<string, unknown>, reply: string): Promise<Record<string, unknown>> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(failure ?? new Error(`bench hub did not answer ${String(out.t)} within 30 s`)), 30_000);
-      waiters.set(reply, (m) => { clearTimeout(timer); resolve(m); });
-      child.send(out);
-    });
+  const execArgv = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, 'hub')] : [];
+  const { child, ask, exited } = forkBenchChild(join(HERE, 'hub-process.ts'), { name: 'bench hub', execArgv });
   try {
-    const ready = await ask({ t: 'start', dataDir, agent }, 'ready');
+    const ready = await ask({ t: 'start', dataDir, agents: [agent] }, 'ready');
     const count = () => ask({ t: 'count' }, 'count');
     const startCpu = Number((await count()).cpuMs);
     return {

@@ -64,3 +64,19 @@ it('row hash covers mapped columns and children, ignores column order and unmapp
   assert.notEqual(rowHash({ a: 1 }, { lines: [] }), rowHash({ a: 1 }, { lines: [{ q: '1' }] }));
   assert.equal(rowHash({ a: 1 }, { lines: [{ q: '1', note: 'x' }] }), rowHash({ a: 1 }, { lines: [{ q: '1', note: 'y' }] }));
 });
+
+it('the window test agrees with exact comparison, with and without the whole-second fast path', async () => {
+  const { atLeast, compareCursor } = await import('../../agent/src/capture/cursor-values.ts');
+  const values = [
+    '2024-01-01 09:59:59.999999', '2024-01-01 10:00:00', '2024-01-01 10:00:00.0000001', '2024-01-01 10:00:00.1',
+    '2024-01-01 10:00:00.5', '2024-01-01 10:00:01', '2023-12-31 23:59:59', '2024-01-01T10:00:00.2',
+    '2024-01-01 10:00:00.3+00:00', '2024-01-01 11:00:00+01:00', '2024-01-01 09:00:00-02:00',
+  ];
+  for (const low of ['2024-01-01 10:00:00.1', '2024-01-01T10:00:00', '2024-01-01 10:00:00+00:00']) {
+    const test = atLeast('timestamp', low);
+    for (const v of values) assert.equal(test(v), compareCursor('timestamp', v, low) >= 0, `${v} >= ${low}`);
+  }
+  assert.equal(atLeast('timestamp', null)('2000-01-01 00:00:00'), true);
+  assert.equal(atLeast('integer', '10')('9'), false);
+  assert.equal(atLeast('integer', '10')('10'), true);
+});

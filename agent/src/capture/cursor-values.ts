@@ -115,3 +115,30 @@ export function cursorParamValue(d: Dialect, type: CursorConfig['type'], v: Valu
   if (type !== 'rowversion' || v === null) return v;
   return d.name === 'mssql' || d.name === 'generic' ? v : String(v).slice(2);
 }
+
+const NAIVE_PREFIX_RE = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}/;
+
+/**
+ * A test "v >= low" for many values against one window edge, compiled once per page.
+ * Snapshots check every row against the window, and most rows are far older than the
+ * edge: for naive timestamps the whole-second prefix decides those without parsing
+ * (same-format text compares like the instant); only rows in the edge's second are parsed.
+ */
+export function atLeast(type: CursorConfig['type'], low: Value | null): (v: Value) => boolean {
+  if (low === null) return () => true;
+  const lowOrd = cursorOrdinal(type, low);
+  const exact = (v: Value) => cursorOrdinal(type, v) >= lowOrd;
+  if (type !== 'timestamp') return exact;
+  const lowText = String(low);
+  const naive = (s: string) => s.length >= 19 && NAIVE_PREFIX_RE.test(s) && !/[zZ]|[+-]\d{2}(:?\d{2})?$/.test(s.slice(19));
+  if (!naive(lowText)) return exact;
+  const lowSecond = lowText.slice(0, 10) + ' ' + lowText.slice(11, 19);
+  return (v) => {
+    const s = String(v);
+    if (!naive(s)) return exact(v);
+    const second = s.slice(0, 10) + ' ' + s.slice(11, 19);
+    if (second < lowSecond) return false;
+    if (second > lowSecond) return true;
+    return exact(v);
+  };
+}

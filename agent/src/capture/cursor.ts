@@ -18,7 +18,7 @@
 import type { CursorConfig, TableConfig } from '../config/types.ts';
 import type { Row, Value } from '../sources/types.ts';
 import type { CaptureContext, CaptureStrategy, PollResult, RowChange } from './types.ts';
-import { compareCursor, cursorOrdinal, cursorParamExpr, cursorParamValue, minusOverlap } from './cursor-values.ts';
+import { atLeast, compareCursor, cursorOrdinal, cursorParamExpr, cursorParamValue, minusOverlap } from './cursor-values.ts';
 import { decodeJson, encodeJson, snapshotId } from './position.ts';
 import { Params, col, hasChildren, keyJson, keyRow, keyValues, loadChildren, rowHasher, type RowHasher, scanPage, seekAfter, whereClause } from './sql.ts';
 
@@ -124,7 +124,7 @@ export class CursorStrategy implements CaptureStrategy<CursorPosition> {
     ctx.signal.throwIfAborted();
     const kids = await this.#rowsWithChildren(rows, ctx);
     const seen = new Map(pos.seen.map((e) => [e[0], e]));
-    const low = minusOverlap(this.#cursor, pos.boundary);
+    const inWindow = atLeast(this.#cursor.type, minusOverlap(this.#cursor, pos.boundary));
     const changes: RowChange[] = [];
     let last: Value[] | null = snap.after;
     for (const row of rows) {
@@ -134,7 +134,7 @@ export class CursorStrategy implements CaptureStrategy<CursorPosition> {
       changes.push({ op: 'upsert', key: keyRow(key, t.key), row, ...(children ? { children } : {}), position: `snapshot:${snap.id}`, occurredAt: null });
       // Rows inside the first streaming window are remembered so streaming does not re-emit them.
       const c = col(row, this.#cursor.column, t.table);
-      if (c !== null && (low === null || compareCursor(this.#cursor.type, c, low) >= 0)) {
+      if (c !== null && inWindow(c)) {
         seen.set(kj, [kj, this.#version(row, children), c]);
       }
       last = key;
