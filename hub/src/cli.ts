@@ -4,10 +4,12 @@
  */
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { DovetailError, createLogger, isDovetailError } from '@dovetail/shared';
-import { DEFAULT_PORT, defaultHubConfig, loadHubConfig, type HubConfig } from './config.ts';
+import { DovetailError, createLogger, isDovetailError, redactSecrets } from '@dovetail/shared';
+import { DEFAULT_PORT, defaultHubConfig, loadHubConfig, loadHubLocation, type HubConfig } from './config.ts';
 import { startHub } from './hub.ts';
-import { readAdminToken, readHubInfo } from './identity.ts';
+import { ADMIN_TOKEN_FILE, HUB_INFO_FILE, readAdminToken, readHubInfo } from './identity.ts';
+import { HUB_VERSION } from './version.ts';
+import { RETRY_SCHEDULE_TEXT } from './delivery/retry.ts';
 
 class UsageError extends Error {}
 
@@ -28,13 +30,15 @@ Commands:
   keys rotate         replace the hub key; agents are told under the old key
   destinations list   destinations: tenant, cursor, pending, DLQ, secret rotation
   destinations rotate-secret NAME   new webhook secret (printed once), both signatures during --overlap
+  dlq list DESTINATION      events a destination gave up on (after all retries), oldest first
+  dlq replay DESTINATION    send DLQ events again (all, or --id EVENT_ID ...), same event ids, log order
   tokens create       create an operator API token (--scope read|operate|admin)
   tokens list         list operator API tokens
   tokens revoke ID    revoke an operator API token
   audit               operator and admin actions, newest first
   status              agents, stored events, destination cursors and DLQ
 
-Run "dovetail-hub <command> --help" for the options of a command.
+Run "dovetail-hub <command> --help" for the options of a command; "dovetail-hub --version" prints the version.
 Exit codes: 0 ok, 1 operational error, 2 usage error.`,
   run: `Usage: dovetail-hub run [--config hub.yaml] [--data-dir DIR] [--port PORT] [--host HOST]
 
@@ -44,7 +48,11 @@ Starts the hub in the foreground and logs JSON lines to stdout.
   --port PORT       overrides listen.port (default ${DEFAULT_PORT}; 0 picks a free port)
   --host HOST       overrides listen.host (default 127.0.0.1)
 On first run creates <dataDir>/hub.key and <dataDir>/admin.token (mode 0600).
-SIGINT/SIGTERM shut down gracefully (agent sockets closed with 1001).`,
+SIGINT/SIGTERM shut down gracefully (agent sockets closed with 1001).
+Webhook retries (per destination; maxAttempts, retryInitialDelayMs, retryMaxDelayMs in the config):
+  ${RETRY_SCHEDULE_TEXT}.
+  Events of the same entity key wait behind a retrying one. See "dovetail-hub dlq list --help" for the DLQ.
+Only "run" needs the destinations' \${env:...} variables; the other commands read just listen and dataDir.`,
   'agents enroll': `Usage: dovetail-hub agents enroll --name NAME [--ttl 1h] [--tenant T] [--site S] [connection options]
 
 Prints a one-time enrollment token. Give it to the agent:
@@ -60,12 +68,14 @@ Connection options (a running hub is required):
   --hub URL --admin-token T   talk to a hub elsewhere (T: admin.token or an API token with scope operate)`,
   'agents list': `Usage: dovetail-hub agents list [--json] [connection options]
 
-Lists registered agents: id, name, status, online, last seq, events stored, last seen.
+Lists registered agents: id, name (the enrollment token's label), status, online, last seq, events
+stored, last seen, host, version, and the agent's own name (agent.name in its config, reported at enrollment).
 Connection options: --data-dir DIR | --config FILE | --hub URL --admin-token T`,
   'agents show': `Usage: dovetail-hub agents show ID [--json] [connection options]
 
 One agent: status, online (heard from within the offline threshold), version, host, last seen,
-buffer depth and bytes, lag (age of the oldest unsent change), per-table capture state, last error.
+buffer depth and bytes, lag (age of the oldest unsent change), per-table capture state, last error,
+and the agent's own name (its config's agent.name; "name" stays the enrollment token's label).
 ${CONN}`,
   'agents disable': `Usage: dovetail-hub agents disable ID [--json] [connection options]
 
@@ -129,17 +139,35 @@ overlap every webhook carries two signatures (new and old) in webhook-signature;
 only the new one. Give the new secret to the receiver before the overlap ends.
   --overlap DURATION   90s, 30m, 24h, 2d or seconds; 0 = no overlap (default 24h)
 ${CONN}`,
+  'dlq list': `Usage: dovetail-hub dlq list DESTINATION [--limit N] [--json] [connection options]
+
+Events the destination gave up on, oldest (lowest hub log offset) first: event id, offset, entity,
+key, attempts, when it failed and the last error (secrets redacted). An event lands here after its
+last retry (${RETRY_SCHEDULE_TEXT}),
+or at once when the receiver rejects it (3xx, 4xx other than 408/429). Later events of the same key
+are not held back by a DLQ entry.
+  --limit N     entries to show, 1 to 1000 (default 100)
+${CONN}`,
+  'dlq replay': `Usage: dovetail-hub dlq replay DESTINATION [--id EVENT_ID ...] [--json] [connection options]
+
+Re-queues DLQ events for delivery (scope operate; audited): all of them, or only the given ids
+(repeat --id). They are sent again with the same event id (webhook-id), so the receiver can drop
+copies it already has, in their original log order, with a fresh set of retries; one that fails for
+good returns to the DLQ. Up to 10000 entries per call; the output says how many remain.
+Exit 1 if an --id is not in the DLQ (the others are still replayed).
+${CONN}`,
   status: `Usage: dovetail-hub status [--json] [connection options]
 
 Shows agents (total/online), stored events, and per destination: cursor, pending, in flight, DLQ.
 Connection options: --data-dir DIR | --config FILE | --hub URL --admin-token T`,
 };
 
-type Flags = Record<string, string | true>;
+/** Values of repeatable options are kept under "<name>[]". */
+type Flags = Record<string, string | true | string[]>;
 
 const CONNECT = ['data-dir', 'config', 'hub', 'admin-token'];
 /** `id`: the command takes one positional ID, stored as flags.id. */
-const KNOWN: Record<string, { value: string[]; bool: string[]; id?: true }> = {
+const KNOWN: Record<string, { value: string[]; bool: string[]; id?: true; multi?: string[] }> = {
   run: { value: ['config', 'data-dir', 'port', 'host'], bool: ['help'] },
   'agents enroll': { value: ['name', 'ttl', 'tenant', 'site', ...CONNECT], bool: ['help', 'json'] },
   'agents list': { value: CONNECT, bool: ['help', 'json'] },
@@ -156,9 +184,11 @@ const KNOWN: Record<string, { value: string[]; bool: string[]; id?: true }> = {
   'destinations list': { value: CONNECT, bool: ['help', 'json'] },
   'destinations rotate-secret': { value: ['overlap', ...CONNECT], bool: ['help', 'json'], id: true },
   status: { value: CONNECT, bool: ['help', 'json'] },
+  'dlq list': { value: ['limit', ...CONNECT], bool: ['help', 'json'], id: true },
+  'dlq replay': { value: CONNECT, bool: ['help', 'json'], id: true, multi: ['id'] },
 };
 /** Command groups: alone they print the main help. */
-const GROUPS = ['agents', 'tokens', 'keys', 'destinations'];
+const GROUPS = ['agents', 'tokens', 'keys', 'destinations', 'dlq'];
 
 export function parseArgs(argv: string[]): { command: string; flags: Flags } {
   const words: string[] = [];
@@ -182,10 +212,16 @@ export function parseArgs(argv: string[]): { command: string; flags: Flags } {
     if (!m) throw new UsageError(`unexpected argument "${a}"`);
     const name = m[1]!;
     if (spec.bool.includes(name)) { flags[name] = true; continue; }
-    if (!spec.value.includes(name)) throw new UsageError(`unknown option --${name} for "${command}"`);
+    const multi = spec.multi?.includes(name) ?? false;
+    if (!multi && !spec.value.includes(name)) throw new UsageError(`unknown option --${name} for "${command}"`);
     const v = m[2] ?? argv[++i];
     if (v === undefined || v.startsWith('--')) throw new UsageError(`--${name} needs a value`);
-    flags[name] = v;
+    if (multi) {
+      const list = flags[`${name}[]`];
+      flags[`${name}[]`] = [...(Array.isArray(list) ? list : []), v];
+    } else {
+      flags[name] = v;
+    }
   }
   return { command, flags };
 }
@@ -203,9 +239,18 @@ function durationOf(text: string, flag: string): number {
 
 const str = (f: Flags, k: string): string | undefined => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
 
+/** The full config, destinations and their ${env:...} included: for `run` only. */
 function loadConfig(flags: Flags, env: Record<string, string | undefined>): HubConfig {
   const path = str(flags, 'config');
   return path ? loadHubConfig(path, env) : defaultHubConfig(process.cwd());
+}
+
+/** The data directory of the hub to talk to: listen/dataDir only, so a missing ${env:...} of a destination does not matter. */
+function dataDirOf(flags: Flags): string {
+  const dir = str(flags, 'data-dir');
+  if (dir) return resolve(dir);
+  const path = str(flags, 'config');
+  return path ? loadHubLocation(path).dataDir : defaultHubConfig(process.cwd()).dataDir;
 }
 
 interface Target { url: string; token: string }
@@ -217,11 +262,15 @@ function target(flags: Flags, env: Record<string, string | undefined>): Target {
     if (!token) throw new UsageError('--hub needs --admin-token');
     return { url: hub.replace(/\/+$/, ''), token };
   }
-  const dataDir = str(flags, 'data-dir') ? resolve(str(flags, 'data-dir')!) : loadConfig(flags, env).dataDir;
+  const dataDir = dataDirOf(flags);
   const info = readHubInfo(dataDir);
   const token = readAdminToken(dataDir);
   if (!info || !token) {
-    throw new DovetailError('HUB_NOT_RUNNING', `no running hub found for data directory ${dataDir} (missing hub.json or admin.token); start it with "dovetail-hub run" or pass --hub URL --admin-token T`, { dataDir });
+    const missing = [!info ? HUB_INFO_FILE : null, !token ? ADMIN_TOKEN_FILE : null].filter((x) => x !== null).join(' and ');
+    const how = str(flags, 'config') ? `dovetail-hub run --config ${str(flags, 'config')}` : `dovetail-hub run --data-dir ${dataDir}`;
+    // hub.json exists only while a hub listens; admin.token from its first run on.
+    const why = !info ? 'the hub is probably not running' : `the hub's ${ADMIN_TOKEN_FILE} is gone (it is created on the first run)`;
+    throw new DovetailError('HUB_NOT_RUNNING', `no running hub found for data directory ${dataDir}: missing ${missing}, so ${why}; start it with "${how}", or pass --hub URL --admin-token T`, { dataDir, missing });
   }
   return { url: info.url, token };
 }
@@ -251,7 +300,7 @@ interface AgentView {
   id: string; name: string; tenant: string; status: string; online: boolean; lastSeq: number; eventsStored: number; lastSeenAt: string | null; host: string | null; version: string | null;
   site?: string | null; connectedAt?: string | null; statusAt?: string | null; remote?: string | null; agentState?: string | null; uplinkState?: string | null;
   buffer?: { depth: number; bytes: number; lastAckedSeq: number | null; lastAckAt: string | null; oldestPendingAt: string | null } | null;
-  lagMs?: number | null; lastError?: ErrorView | null;
+  lagMs?: number | null; lastError?: ErrorView | null; agentName?: string | null;
   previousKeys?: Array<{ keyId: string; rotatedAt: string; retiresAt: string; retired: boolean }>;
   keyId?: string;
   configVersion?: number | null;
@@ -264,6 +313,9 @@ interface DestView {
   name: string; type: string; cursor: number; pending: number; inFlight: number; dlq: number; lastError: string | null;
   tenant?: string | null; secretSource?: string; secretRotatedAt?: string | null; previousSecretValidUntil?: string | null;
 }
+interface DlqView { eventId: string; offset: number; agentId: string; entity: string; key: string; attempts: number; lastError: string; failedAt: string }
+/** Hubs of any version: an error text is redacted again before it reaches the terminal. */
+const shownError = (e: string | null | undefined): string => (e ? redactSecrets(e) : '-');
 interface ConfigView { agentId: string; version: number; status: string; reason: string | null; sha256: string; pushedAt: string; sent: boolean }
 
 function table(rows: string[][]): string {
@@ -274,8 +326,8 @@ function table(rows: string[][]): string {
 function agentsTable(agents: AgentView[]): string {
   if (agents.length === 0) return 'no agents registered';
   return table([
-    ['ID', 'NAME', 'TENANT', 'STATUS', 'ONLINE', 'LAST SEQ', 'EVENTS', 'LAST SEEN', 'HOST', 'VERSION'],
-    ...agents.map((a) => [a.id, a.name, a.tenant, a.status, a.online ? 'yes' : 'no', String(a.lastSeq), String(a.eventsStored), a.lastSeenAt ?? '-', a.host ?? '-', a.version ?? '-']),
+    ['ID', 'NAME', 'TENANT', 'STATUS', 'ONLINE', 'LAST SEQ', 'EVENTS', 'LAST SEEN', 'HOST', 'VERSION', 'AGENT NAME'],
+    ...agents.map((a) => [a.id, a.name, a.tenant, a.status, a.online ? 'yes' : 'no', String(a.lastSeq), String(a.eventsStored), a.lastSeenAt ?? '-', a.host ?? '-', a.version ?? '-', a.agentName ?? '-']),
   ]);
 }
 
@@ -291,6 +343,7 @@ function agentDetail(a: AgentView): string {
       ? `buffer: ${a.buffer.depth} batches, ${fmtBytes(a.buffer.bytes)} waiting; lag ${a.lagMs ?? '-'} ms (as of ${a.statusAt ?? '-'})`
       : 'buffer: not reported yet',
     `last error: ${a.lastError ? `${a.lastError.code}: ${a.lastError.message}${a.lastError.table ? ` (table ${a.lastError.table})` : ''}${a.lastError.at ? ` at ${a.lastError.at}` : ''}` : '-'}`,
+    `agent's own name: ${a.agentName ?? '-'} (from its config at enrollment; "${a.name}" is the enrollment token's label)`,
   ];
   if (a.keyId) {
     const prev = (a.previousKeys ?? []).map((k) => `${k.keyId} ${k.retired ? 'retired' : 'valid until'} ${k.retiresAt}`);
@@ -357,7 +410,18 @@ async function run(flags: Flags, env: Record<string, string | undefined>): Promi
   logger.flush?.();
 }
 
-export async function main(argv: string[], env: Record<string, string | undefined>, out: (s: string) => void): Promise<number> {
+const writeStderr = (s: string): void => { process.stderr.write(`${s}\n`); };
+
+export async function main(argv: string[], env: Record<string, string | undefined>, out: (s: string) => void, err: (s: string) => void = writeStderr): Promise<number> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
+    out(HUB_VERSION);
+    return 0;
+  }
+  // No command at all is a usage error: help goes to stderr so scripts do not mistake it for output.
+  if (argv.length === 0) {
+    err(HELP.main!);
+    return 2;
+  }
   const { command, flags } = parseArgs(argv);
   const group = command === 'main' || GROUPS.includes(command);
   if (flags.help || group) {
@@ -453,7 +517,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
       out(r.destinations.length === 0 ? 'no destinations configured' : table([
         ['NAME', 'TYPE', 'TENANT', 'CURSOR', 'PENDING', 'DLQ', 'SECRET', 'PREVIOUS SECRET UNTIL', 'LAST ERROR'],
         ...r.destinations.map((d) => [d.name, d.type, d.tenant ?? '(all)', String(d.cursor), String(d.pending), String(d.dlq),
-          d.secretSource === 'store' ? `rotated ${d.secretRotatedAt ?? '-'}` : 'config', d.previousSecretValidUntil ?? '-', d.lastError ?? '-']),
+          d.secretSource === 'store' ? `rotated ${d.secretRotatedAt ?? '-'}` : 'config', d.previousSecretValidUntil ?? '-', shownError(d.lastError)]),
       ]));
       return 0;
     }
@@ -473,10 +537,48 @@ export async function main(argv: string[], env: Record<string, string | undefine
       const lines = [`hub key: ${s.hubKeyId}`, `agents: ${s.agents.total} registered, ${s.agents.online} online`, `events stored: ${s.eventsStored}`, ''];
       lines.push(s.destinations.length === 0 ? 'no destinations configured' : table([
         ['DESTINATION', 'TYPE', 'CURSOR', 'PENDING', 'IN FLIGHT', 'DLQ', 'LAST ERROR'],
-        ...s.destinations.map((d) => [d.name, d.type, String(d.cursor), String(d.pending), String(d.inFlight), String(d.dlq), d.lastError ?? '-']),
+        ...s.destinations.map((d) => [d.name, d.type, String(d.cursor), String(d.pending), String(d.inFlight), String(d.dlq), shownError(d.lastError)]),
       ]));
       out(lines.join('\n'));
       return 0;
+    }
+    case 'dlq list': {
+      const name = requireId(flags, 'destination');
+      const limitText = str(flags, 'limit') ?? '100';
+      if (!/^\d+$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new UsageError(`--limit "${limitText}" must be a whole number from 1 to 1000`);
+      const r = await call<{ destination: string; total: number; entries: DlqView[] }>(target(flags, env), 'GET', `/v1/destinations/${name}/dlq?limit=${limitText}`);
+      const entries = r.entries.map((e) => ({ ...e, lastError: redactSecrets(e.lastError) }));
+      if (flags.json) {
+        out(JSON.stringify({ ...r, entries }, null, 2));
+        return 0;
+      }
+      if (r.total === 0) {
+        out(`the DLQ of destination "${r.destination}" is empty`);
+        return 0;
+      }
+      out([
+        table([
+          ['EVENT ID', 'OFFSET', 'ENTITY', 'KEY', 'ATTEMPTS', 'FAILED AT', 'LAST ERROR'],
+          ...entries.map((e) => [e.eventId, String(e.offset), e.entity, e.key, String(e.attempts), e.failedAt, e.lastError]),
+        ]),
+        `${r.total} event(s) in the DLQ of "${r.destination}"${r.total > entries.length ? `, ${entries.length} shown (--limit)` : ''}; resend with "dovetail-hub dlq replay ${r.destination}" (all) or --id EVENT_ID`,
+      ].join('\n'));
+      return 0;
+    }
+    case 'dlq replay': {
+      const name = requireId(flags, 'destination');
+      const ids = flags['id[]'];
+      const body = Array.isArray(ids) ? { ids } : {};
+      const r = await call<{ destination: string; replayed: number; entries: Array<{ eventId: string; offset: number }>; notFound: string[]; remaining: number }>(
+        target(flags, env), 'POST', `/v1/destinations/${name}/dlq/replay`, body);
+      if (flags.json) {
+        out(JSON.stringify(r, null, 2));
+      } else {
+        const lines = [`${r.replayed} event(s) from the DLQ of "${r.destination}" queued for delivery (same event ids, original log order); ${r.remaining} remain in the DLQ`];
+        if (r.notFound.length) lines.push(`not in the DLQ: ${r.notFound.join(', ')}`);
+        out(lines.join('\n'));
+      }
+      return r.notFound.length ? 1 : 0;
     }
     default:
       throw new UsageError(`unknown command "${command}"`);
@@ -485,7 +587,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
 
 const isEntry = process.argv[1] !== undefined && /dovetail-hub(\.js)?$|cli\.ts$/.test(process.argv[1]);
 if (isEntry) {
-  main(process.argv.slice(2), process.env, (s) => process.stdout.write(`${s}\n`)).then(
+  main(process.argv.slice(2), process.env, (s) => process.stdout.write(`${s}\n`), writeStderr).then(
     (code) => process.exit(code),
     (err: unknown) => {
       if (err instanceof UsageError) {

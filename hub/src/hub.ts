@@ -4,8 +4,8 @@
  * (1001), stop delivery, close the HTTP server, close the store, remove hub.json.
  */
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { CLOSE, type Logger } from '@dovetail/shared';
+import { createServer, type AddressInfo } from 'node:net';
+import { CLOSE, DovetailError, type Logger } from '@dovetail/shared';
 import type { FastifyInstance } from 'fastify';
 import type { HubConfig } from './config.ts';
 import { openLevelStore } from './store/level.ts';
@@ -50,6 +50,8 @@ export interface Hub {
 export async function startHub(config: HubConfig, opts: StartHubOptions): Promise<Hub> {
   let state: HubState = 'starting';
   const log = opts.logger;
+  // Before anything is created or opened: a busy port is the commonest first-run failure.
+  if (config.listen.port !== 0) await probeListen(config.listen.host, config.listen.port);
   ensureDataDir(config.dataDir);
   const store = opts.store ?? (await openLevelStore(join(config.dataDir, 'db')));
   try {
@@ -82,7 +84,11 @@ export async function startHub(config: HubConfig, opts: StartHubOptions): Promis
       tenantOf: async (agentId) => (await store.registry.getAgent(agentId))?.tenant,
       destinations: config.destinations.map((d) => ({
         name: d.name, entities: d.entities, maxAttempts: d.maxAttempts, concurrency: d.concurrency, tenant: d.tenant,
-        connector: createWebhookConnector({ url: d.url, secret: (nowMs) => secrets.signing(d.name, nowMs), timeoutMs: d.timeoutMs, ...(opts.fetch ? { fetch: opts.fetch } : {}), ...(opts.timers ? { timers: opts.timers } : {}) }),
+        backoff: { initialMs: d.retryInitialDelayMs, maxMs: d.retryMaxDelayMs, factor: 2 },
+        connector: createWebhookConnector({
+          url: d.url, headers: d.headers, secret: (nowMs) => secrets.signing(d.name, nowMs), timeoutMs: d.timeoutMs,
+          ...(opts.fetch ? { fetch: opts.fetch } : {}), ...(opts.timers ? { timers: opts.timers } : {}),
+        }),
       })),
     });
     const app = await buildApi({
@@ -90,10 +96,15 @@ export async function startHub(config: HubConfig, opts: StartHubOptions): Promis
       fleet, disconnect: (agentId, code, reason) => gateway.disconnect(agentId, code, reason),
       hubKeys: id, announceHubKey: (chain) => gateway.announceHubKey(chain), agentKeyGraceMs: config.keys.agentKeyGraceMs,
       configs, offerConfig: (agentId) => gateway.offerConfig(agentId), secrets,
+      replayQueued: (name) => router.replayQueued(name),
     });
     gateway.attach(app.server);
     await router.start();
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    try {
+      await app.listen({ host: config.listen.host, port: config.listen.port });
+    } catch (err) {
+      throw listenError(err, config.listen.host, config.listen.port);
+    }
     const port = (app.server.address() as AddressInfo).port;
     // A wildcard listen address is not connectable; the CLI on this machine uses loopback.
     const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
@@ -124,4 +135,28 @@ export async function startHub(config: HubConfig, opts: StartHubOptions): Promis
     await store.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Binds and releases host:port, so a busy port fails before hub.key or the store are touched. */
+async function probeListen(host: string, port: number): Promise<void> {
+  const server = createServer();
+  await new Promise<void>((done, fail) => {
+    server.once('error', (err) => fail(listenError(err, host, port)));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => done()));
+  });
+}
+
+const LISTEN_WHY: Record<string, string> = {
+  EADDRINUSE: 'the address is already in use (another hub or another program listens there); stop it, or choose another port with --port or listen.port in the config',
+  EACCES: 'permission denied (ports below 1024 need privileges); choose a port above 1023 with --port or listen.port',
+  EADDRNOTAVAIL: 'this machine has no such address; use 127.0.0.1, 0.0.0.0 or one of its own addresses in --host or listen.host',
+  ENOTFOUND: 'the host name does not resolve; fix --host or listen.host',
+};
+
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return err;
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why = LISTEN_WHY[code] ?? `${code}`;
+  return new DovetailError('HUB_LISTEN_FAILED', `cannot listen on ${where}: ${why}`, { host, port, cause: code }, { cause: err });
 }

@@ -7,11 +7,13 @@ export { DeliveryRouter, type DestinationSpec, type DestinationStatus, type Rout
 export { createWebhookConnector, decodeWebhookSecret, isRetryableStatus, signWebhook, type WebhookOptions } from './delivery/webhook.ts';
 export { realTimers, type Connector, type DeliveryResult, type Timers } from './delivery/types.ts';
 export { buildApi, ADMIN_TOKEN_SETTING, DEFAULT_TOKEN_TTL_SECONDS, type ApiDeps } from './http/api.ts';
-export { loadHubConfig, parseHubConfig, defaultHubConfig, DEFAULT_PORT, type HubConfig, type WebhookDestinationConfig } from './config.ts';
+export { loadHubConfig, loadHubLocation, parseHubConfig, defaultHubConfig, DEFAULT_PORT, type HubConfig, type HubLocation, type WebhookDestinationConfig } from './config.ts';
+export { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_INITIAL_DELAY_MS, DEFAULT_RETRY_MAX_DELAY_MS, DEFAULT_RETRY_BACKOFF, RETRY_SCHEDULE_TEXT } from './delivery/retry.ts';
+export { HUB_VERSION } from './version.ts';
 export { startHub, type Hub, type HubState, type StartHubOptions } from './hub.ts';
 export { hashToken, readHubInfo, readAdminToken, HUB_KEY_FILE, ADMIN_TOKEN_FILE, HUB_INFO_FILE, type HubIdentity, type HubInfo } from './identity.ts';
 export { FleetTracker, parseStatusReport, DEFAULT_OFFLINE_AFTER_MS, type FleetOptions, type LiveView, type TableView, type BufferView, type ErrorView } from './fleet/fleet.ts';
-export { BOOTSTRAP_ADMIN, API_VERSION, type Principal } from './http/api.ts';
+export { BOOTSTRAP_ADMIN, API_VERSION, MAX_REPLAY_PER_REQUEST, type Principal } from './http/api.ts';
 export { buildOpenApi, collectRoutes, type RouteDoc, type RouteConfig } from './http/openapi.ts';
 export { HubKeyring, HUB_KEY_NEXT_FILE, HUB_KEY_CHAIN_FILE, type HubKeySource } from './keys/hub-keys.ts';
 export { AgentKeyRotation, agentKeys, findAgentKey, type AgentKey, type RotationResult } from './keys/agent-keys.ts';

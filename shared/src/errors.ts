@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   HUB_NOT_FOUND: 'The requested resource does not exist.',
   HUB_ALREADY_RUNNING: 'Another hub process holds the data directory (LevelDB LOCK).',
   HUB_NOT_RUNNING: 'The CLI could not reach a running hub for this data directory.',
+  HUB_LISTEN_FAILED: 'The hub could not listen on its configured host:port (in use, no permission, or no such address).',
   HUB_DELIVERY_FAILED: 'A destination rejected or did not answer a delivery.',
   HUB_BAD_REQUEST: 'An HTTP API request has a missing or invalid field; the message names it.',
   HUB_KEY_IN_USE: 'The public key offered at enrollment is already registered to another agent.',

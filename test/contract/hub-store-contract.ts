@@ -147,6 +147,42 @@ export function hubStoreContract(name: string, makeBackend: () => Promise<HubSto
     assert.equal(await d.getAttempt('crm', 5), undefined);
   });
 
+  withStore('DLQ replay: entries move to the replay queue in log order, leave it when finished or dead again', async (s) => {
+    const d = s.delivery;
+    const e = (offset: number, eventId: string) => ({ offset, eventId, agentId: 'agt_a', entity: 'customer', key: `K${offset}`, attempts: 3, lastError: 'HTTP 422', failedAt: NOW.toISOString() });
+    for (const [o, id] of [[7, 'e7'], [2, 'e2'], [5, 'e5'], [9, 'e9']] as const) await d.addDlq('crm', e(o, id));
+    await d.addDlq('shop', e(2, 'e2'));
+    assert.deepEqual((await d.listDlq('crm', 10)).map((x) => x.offset), [2, 5, 7, 9], 'DLQ lists in offset order');
+    assert.deepEqual(await d.replayDlq('crm', { eventIds: ['e9', 'nope', 'e2'], limit: 100 }), [e(2, 'e2'), e(9, 'e9')]);
+    assert.equal(await d.dlqCount('crm'), 2);
+    assert.deepEqual((await d.listDlq('crm', 10)).map((x) => x.eventId), ['e5', 'e7']);
+    assert.deepEqual(await d.listReplay('crm', 10), [e(2, 'e2'), e(9, 'e9')]);
+    assert.deepEqual(await d.listReplay('shop', 10), [], 'per destination');
+    assert.equal(await d.dlqCount('shop'), 1);
+    // All, bounded by limit, lowest offsets first.
+    assert.deepEqual((await d.replayDlq('crm', { limit: 1 })).map((x) => x.eventId), ['e5']);
+    assert.deepEqual((await d.listReplay('crm', 10)).map((x) => x.offset), [2, 5, 9]);
+    assert.deepEqual((await d.listReplay('crm', 2)).map((x) => x.offset), [2, 5]);
+    assert.deepEqual(await d.replayDlq('crm', { eventIds: ['e5'], limit: 100 }), [], 'already moved');
+    await d.finishReplay('crm', 2);
+    // Failing again: back in the DLQ with the new attempt count, out of the replay queue.
+    await d.addDlq('crm', { ...e(9, 'e9'), attempts: 1, lastError: 'HTTP 400' });
+    assert.deepEqual((await d.listReplay('crm', 10)).map((x) => x.offset), [5]);
+    assert.deepEqual((await d.listDlq('crm', 10)).map((x) => [x.eventId, x.attempts, x.lastError]), [['e7', 3, 'HTTP 422'], ['e9', 1, 'HTTP 400']]);
+    assert.equal(await d.dlqCount('crm'), 2);
+    assert.deepEqual((await d.replayDlq('crm', { limit: 100 })).map((x) => x.eventId), ['e7', 'e9']);
+    assert.equal(await d.dlqCount('crm'), 0);
+    assert.deepEqual(await d.listDlq('crm', 10), []);
+    assert.deepEqual((await d.listReplay('crm', 10)).map((x) => x.offset), [5, 7, 9]);
+  });
+
+  withStore("the agent's own name is kept beside the operator's label", async (s) => {
+    await s.registry.putToken({ hash: 'hn', name: 'plant-9', tenant: 'default', createdAt: NOW.toISOString(), expiresAt: '2030-01-01T00:00:00.000Z', usedAt: null, agentId: null });
+    await s.registry.enroll('hn', { ...agentRec('agt_n', 'pkn'), name: 'plant-9', agentName: 'erp-east' }, NOW);
+    const a = await s.registry.getAgent('agt_n');
+    assert.deepEqual([a?.name, a?.agentName], ['plant-9', 'erp-east']);
+  });
+
   withStore('enrollment token site is carried to the agent', async (s) => {
     await s.registry.putToken({ hash: 'hs', name: 'plant', tenant: 'acme', site: 'dallas', createdAt: NOW.toISOString(), expiresAt: '2030-01-01T00:00:00.000Z', usedAt: null, agentId: null });
     const rec = await s.registry.enroll('hs', agentRec('agt_s', 'pks'), NOW);

@@ -24,14 +24,14 @@ test('config: defaults, dataDir relative to the config, env expansion in secret'
   assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8700 });
   assert.equal(c.dataDir, '/etc/dovetail/hub-data');
   assert.equal(c.maxHandshakes, 64);
-  assert.deepEqual(c.destinations[0], { name: 'crm', type: 'webhook', url: 'https://crm.example/hook', secret: 'whsec_AAAA', entities: [], maxAttempts: 10, concurrency: 4, timeoutMs: 10_000, tenant: 'default' });
+  assert.deepEqual(c.destinations[0], { name: 'crm', type: 'webhook', url: 'https://crm.example/hook', secret: 'whsec_AAAA', entities: [], maxAttempts: 70, retryInitialDelayMs: 5000, retryMaxDelayMs: 3_600_000, headers: {}, concurrency: 4, timeoutMs: 10_000, tenant: 'default' });
   assert.ok(Object.isFrozen(c.destinations[0]));
 });
 
 test('config: unknown keys and bad values name the key path', () => {
   assert.equal(configError('listen: {prot: 1}'), 'hub.yaml: listen.prot: unknown key (allowed: host, port)');
   assert.equal(configError('destinations:\n  - {name: a, type: webhook, url: "http://x/", secret: whsec_AA, entitys: [customer]}'),
-    'hub.yaml: destinations[0].entitys: unknown key (allowed: name, type, url, secret, entities, maxAttempts, concurrency, timeoutMs, tenant)');
+    'hub.yaml: destinations[0].entitys: unknown key (allowed: name, type, url, secret, entities, maxAttempts, concurrency, timeoutMs, tenant, headers, retryInitialDelayMs, retryMaxDelayMs)');
   assert.match(configError('destinations:\n  - {name: a, type: webhook, url: "http://x/", secret: whsec_AA, entities: [custard]}'), /^hub\.yaml: destinations\[0\]\.entities\[0\]: must be one of /);
   assert.equal(configError('destinations:\n  - {name: a, type: webhook, url: "http://x/", secret: "${env:NOPE}"}'), 'hub.yaml: destinations[0].secret: environment variable NOPE is not set');
   assert.equal(configError('destinations:\n  - {name: a, type: webhook, url: "http://x/", secret: plain}'), 'hub.yaml: destinations[0].secret: must be "whsec_" followed by base64');

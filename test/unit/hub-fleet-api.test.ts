@@ -221,10 +221,10 @@ test('GET /v1/openapi.json documents every route with its scope, and every $ref 
   const paths = doc.paths as Record<string, Record<string, Record<string, unknown>>>;
   const ops = Object.entries(paths).flatMap(([p, m]) => Object.entries(m).map(([method, op]) => `${method.toUpperCase()} ${p} ${String(op['x-dovetail-scope'])}`)).sort();
   assert.deepEqual(ops, [
-    'GET /v1/agents read', 'GET /v1/agents/{id} read', 'GET /v1/agents/{id}/config read', 'GET /v1/audit read', 'GET /v1/destinations read', 'GET /v1/health none',
+    'GET /v1/agents read', 'GET /v1/agents/{id} read', 'GET /v1/agents/{id}/config read', 'GET /v1/audit read', 'GET /v1/destinations read', 'GET /v1/destinations/{name}/dlq read', 'GET /v1/health none',
     'GET /v1/hub/keys read', 'GET /v1/openapi.json none', 'GET /v1/status read', 'GET /v1/tokens admin',
     'POST /v1/agents/{id}/config operate', 'POST /v1/agents/{id}/disable operate', 'POST /v1/agents/{id}/enable operate', 'POST /v1/agents/{id}/keys agent-key',
-    'POST /v1/agents/{id}/revoke admin', 'POST /v1/destinations/{name}/rotate-secret admin',
+    'POST /v1/agents/{id}/revoke admin', 'POST /v1/destinations/{name}/dlq/replay operate', 'POST /v1/destinations/{name}/rotate-secret admin',
     'POST /v1/enroll enrollment-token', 'POST /v1/enrollment-tokens operate', 'POST /v1/hub/keys/rotate admin', 'POST /v1/tokens admin', 'POST /v1/tokens/{id}/revoke admin',
   ]);
   const tokenBody = (paths['/v1/tokens']!.post!.requestBody as { content: Record<string, { schema: { required: string[]; properties: Record<string, unknown> } }> }).content['application/json']!.schema;

@@ -8,17 +8,26 @@
  *   entity+key is in the window, so one key's events reach the destination in log
  *   (capture) order, across retries too.
  * - Retries: retryable failures wait backoffDelay(attempt) and are retried, up to
- *   maxAttempts; then (or at once for non-retryable failures) the event goes to the DLQ
- *   with its last error and the key's later events continue.
+ *   maxAttempts (defaults in ./retry.ts: hours, not seconds); then (or at once for
+ *   non-retryable failures) the event goes to the DLQ with its last error and the key's
+ *   later events continue.
+ * - Replay: DeliveryState.replayDlq moves DLQ entries to a replay queue; the worker loads
+ *   it (bounded like the window) and delivers those events again with the same event id
+ *   (the receiver dedupes), in log order, with a fresh set of attempts. Replayed and live
+ *   events share the per-key lanes, ordered by log offset, so one key's events still arrive
+ *   in log order from the moment of the replay. A replay that fails for good goes back to
+ *   the DLQ.
+ * - Error texts kept for status and the DLQ pass through redactSecrets.
  * - Progress: the cursor advances only over a contiguous prefix of finished events and is
  *   persisted, so a restart re-delivers at most the unfinished tail (at-least-once; the
  *   event id is the idempotency key).
  * - Wake-ups come from log appends (EventLog.watch) and retry timers; a slow periodic
  *   tick is only a fallback.
  */
-import { backoffDelay, type BackoffOptions, type Logger } from '@dovetail/shared';
+import { backoffDelay, redactSecrets, type BackoffOptions, type Logger } from '@dovetail/shared';
 import type { DeliveryState, EventLog, LogEntry } from '../store/types.ts';
 import { realTimers, type Connector, type Timers } from './types.ts';
+import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF } from './retry.ts';
 
 export interface DestinationSpec {
   name: string;
@@ -27,8 +36,10 @@ export interface DestinationSpec {
   entities?: readonly string[];
   /** Deliveries in flight at once. Default 4. */
   concurrency?: number;
-  /** Attempts before an event goes to the DLQ. Default 10. */
+  /** Attempts before an event goes to the DLQ. Default DEFAULT_MAX_ATTEMPTS (70). */
   maxAttempts?: number;
+  /** Retry delays of this destination. Default: the router's backoff. */
+  backoff?: BackoffOptions;
   /** Only events from agents of this tenant are delivered (others are skipped). Undefined = every tenant. */
   tenant?: string;
 }
@@ -39,6 +50,7 @@ export interface RouterOptions {
   destinations: DestinationSpec[];
   logger: Logger;
   timers?: Timers;
+  /** Retry delays for destinations without their own. Default DEFAULT_RETRY_BACKOFF (5 s doubling to 1 h, full jitter). */
   backoff?: BackoffOptions;
   /** Log entries held per destination. Default 256. */
   windowSize?: number;
@@ -58,8 +70,10 @@ export interface DestinationStatus {
   tenant: string | null;
   cursor: number;
   inFlight: number;
-  /** Events held in memory waiting for delivery or retry. */
+  /** Events held in memory waiting for delivery or retry (replayed ones included). */
   waiting: number;
+  /** Replayed DLQ events held in memory, not yet delivered or back in the DLQ (the router always sets it). */
+  replaying?: number;
   lastError: string | null;
 }
 
@@ -69,6 +83,8 @@ interface Item {
   state: 'pending' | 'inflight' | 'done';
   attempts: number;
   notBefore: number;
+  /** Re-delivery of a DLQ entry (not part of the cursor window). */
+  replay: boolean;
 }
 
 type WorkerOptions = Required<Omit<RouterOptions, 'destinations' | 'backoff' | 'tenantOf'>> & {
@@ -79,6 +95,12 @@ type WorkerOptions = Required<Omit<RouterOptions, 'destinations' | 'backoff' | '
 
 class DestinationWorker {
   private window: Item[] = [];
+  /** Replayed DLQ events in offset order; at most windowSize. */
+  private replays: Item[] = [];
+  /** The replay queue in the store may hold events not loaded yet. */
+  private replayDirty = true;
+  /** The last load filled the room: more may wait in the store once some finish. */
+  private replayMore = false;
   private cursor = 0;
   private nextRead = 1;
   private inflight = new Set<Promise<void>>();
@@ -92,12 +114,18 @@ class DestinationWorker {
   private readonly entities: Set<string> | null;
   private readonly concurrency: number;
   private readonly maxAttempts: number;
+  private readonly backoff: BackoffOptions;
+
+  get name(): string {
+    return this.spec.name;
+  }
 
   constructor(private spec: DestinationSpec, private o: WorkerOptions) {
     if (spec.tenant !== undefined && !o.hasTenantOf) throw new TypeError(`destination ${spec.name} has a tenant; the router needs tenantOf`);
     this.entities = spec.entities && spec.entities.length ? new Set(spec.entities) : null;
     this.concurrency = spec.concurrency ?? 4;
-    this.maxAttempts = spec.maxAttempts ?? 10;
+    this.maxAttempts = spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    this.backoff = spec.backoff ?? o.backoff;
     if (this.concurrency < 1 || this.maxAttempts < 1) throw new RangeError(`destination ${spec.name}: concurrency and maxAttempts must be >= 1`);
   }
 
@@ -110,8 +138,15 @@ class DestinationWorker {
   status(): DestinationStatus {
     return {
       name: this.spec.name, type: this.spec.connector.type, tenant: this.spec.tenant ?? null, cursor: this.cursor, inFlight: this.inflight.size,
-      waiting: this.window.filter((i) => i.state !== 'done').length, lastError: this.lastError,
+      waiting: this.window.filter((i) => i.state !== 'done').length + this.replays.filter((i) => i.state !== 'done').length,
+      replaying: this.replays.filter((i) => i.state !== 'done').length, lastError: this.lastError,
     };
+  }
+
+  /** The replay queue grew (DeliveryState.replayDlq): load it and deliver. */
+  replayQueued(): void {
+    this.replayDirty = true;
+    this.wake();
   }
 
   wake(): void {
@@ -142,6 +177,7 @@ class DestinationWorker {
     for (;;) {
       this.rerun = false;
       await this.load();
+      await this.loadReplays();
       this.launch();
       const advanced = await this.advance();
       if (this.stopped || (!this.rerun && !advanced)) return;
@@ -155,7 +191,7 @@ class DestinationWorker {
     for (const entry of entries) {
       const wanted = (!this.entities || this.entities.has(entry.event.entity)) &&
         (this.spec.tenant === undefined || (await this.o.tenantOf(entry.agentId)) === this.spec.tenant);
-      const item: Item = { entry, lane: `${entry.event.entity}\0${entry.event.key}`, state: wanted ? 'pending' : 'done', attempts: 0, notBefore: 0 };
+      const item: Item = { entry, lane: laneOf(entry), state: wanted ? 'pending' : 'done', attempts: 0, notBefore: 0, replay: false };
       if (wanted) {
         // Attempts survive a restart, so maxAttempts counts every try, not every try since boot.
         const prior = await this.o.state.getAttempt(this.spec.name, entry.offset);
@@ -166,11 +202,46 @@ class DestinationWorker {
     }
   }
 
+  private async loadReplays(): Promise<void> {
+    if (!this.replayDirty) return;
+    this.replays = this.replays.filter((i) => i.state !== 'done');
+    const room = this.o.windowSize - this.replays.length;
+    if (room <= 0) return;
+    // Loaded items are still in the store's queue (removed only when finished), so list past them.
+    const held = new Set(this.replays.map((i) => i.entry.offset));
+    const queued = await this.o.state.listReplay(this.spec.name, this.replays.length + room);
+    const fresh = queued.filter((e) => !held.has(e.offset));
+    // Every queued entry is in memory now unless the load was full: no store read until the next replay.
+    this.replayMore = queued.length >= this.replays.length + room;
+    this.replayDirty = false;
+    for (const q of fresh) {
+      const [entry] = await this.o.log.read(q.offset, 1);
+      if (!entry || entry.offset !== q.offset) {
+        // Nothing to deliver (cannot happen with an append-only log); drop it so it does not stay queued forever.
+        this.o.logger.error({ destination: this.spec.name, offset: q.offset, eventId: q.eventId }, 'replayed event is not in the log; dropped');
+        await this.o.state.finishReplay(this.spec.name, q.offset);
+        continue;
+      }
+      this.replays.push({ entry, lane: laneOf(entry), state: 'pending', attempts: 0, notBefore: 0, replay: true });
+    }
+    this.replays.sort((a, b) => a.entry.offset - b.entry.offset);
+  }
+
+  /** Replayed and window items merged in offset order: lanes then follow log order across both. */
+  private *inOrder(): Generator<Item> {
+    let r = 0;
+    for (const item of this.window) {
+      while (r < this.replays.length && this.replays[r]!.entry.offset < item.entry.offset) yield this.replays[r++]!;
+      yield item;
+    }
+    while (r < this.replays.length) yield this.replays[r++]!;
+  }
+
   private launch(): void {
     const now = this.o.timers.now();
     const busyLanes = new Set<string>();
     let earliest = Infinity;
-    for (const item of this.window) {
+    for (const item of this.inOrder()) {
       if (item.state === 'done') continue;
       if (busyLanes.has(item.lane)) continue;
       busyLanes.add(item.lane);
@@ -217,24 +288,31 @@ class DestinationWorker {
     }
     try {
       if (result.ok) {
+        if (item.replay) {
+          await this.o.state.finishReplay(name, offset);
+          this.o.logger.info({ destination: name, eventId: event.id, offset, attempts: attempt }, 'replayed event delivered');
+        }
         item.state = 'done';
         return;
       }
       item.attempts = attempt;
-      this.lastError = result.error;
+      // Connector errors may quote a URL with a query key; status, API and DLQ show this text.
+      const error = redactSecrets(result.error);
+      this.lastError = error;
       const nowIso = new Date(this.o.timers.now()).toISOString();
       if (!result.retryable || attempt >= this.maxAttempts) {
         await this.o.state.addDlq(name, {
-          offset, eventId: event.id, agentId, entity: event.entity, key: event.key, attempts: attempt, lastError: result.error, failedAt: nowIso,
+          offset, eventId: event.id, agentId, entity: event.entity, key: event.key, attempts: attempt, lastError: error, failedAt: nowIso,
         });
-        this.o.logger.warn({ destination: name, eventId: event.id, offset, attempts: attempt, error: result.error }, 'event moved to DLQ');
+        this.o.logger.warn({ destination: name, eventId: event.id, offset, attempts: attempt, error, replay: item.replay }, 'event moved to DLQ');
         item.state = 'done';
         return;
       }
-      await this.o.state.recordAttempt(name, { offset, eventId: event.id, attempts: attempt, lastError: result.error, lastAttemptAt: nowIso });
-      item.notBefore = this.o.timers.now() + backoffDelay(attempt - 1, this.o.backoff);
+      // A replay's attempts stay in memory: the attempt records belong to the cursor window.
+      if (!item.replay) await this.o.state.recordAttempt(name, { offset, eventId: event.id, attempts: attempt, lastError: error, lastAttemptAt: nowIso });
+      item.notBefore = this.o.timers.now() + backoffDelay(attempt - 1, this.backoff);
       item.state = 'pending';
-      this.o.logger.debug({ destination: name, eventId: event.id, attempt, error: result.error }, 'delivery failed; will retry');
+      this.o.logger.debug({ destination: name, eventId: event.id, attempt, error }, 'delivery failed; will retry');
     } catch (err) {
       // The state store failed: try the event again later rather than lose the outcome.
       this.o.logger.error({ err, destination: name, offset }, 'could not record delivery outcome');
@@ -245,6 +323,11 @@ class DestinationWorker {
 
   /** Drops the finished prefix of the window and persists the new cursor. Returns true if it moved. */
   private async advance(): Promise<boolean> {
+    // Finished replays leave memory here (delivery already removed them from the store's queue),
+    // making room for queued ones the last load could not take.
+    const held = this.replays.length;
+    this.replays = this.replays.filter((i) => i.state !== 'done');
+    if (this.replays.length < held && this.replayMore) this.replayDirty = true;
     let n = 0;
     while (n < this.window.length && this.window[n]!.state === 'done') n++;
     if (n === 0) return false;
@@ -281,7 +364,7 @@ export class DeliveryRouter {
       if (t !== undefined) tenants.set(agentId, t);
       return t;
     };
-    const shared = { log: opts.log, state: opts.state, logger: opts.logger.child({ component: 'delivery' }), timers: this.timers, backoff: opts.backoff ?? {}, windowSize: opts.windowSize ?? 256, tickMs: this.tickMs, tenantOf, hasTenantOf: lookup !== undefined };
+    const shared = { log: opts.log, state: opts.state, logger: opts.logger.child({ component: 'delivery' }), timers: this.timers, backoff: opts.backoff ?? DEFAULT_RETRY_BACKOFF, windowSize: opts.windowSize ?? 256, tickMs: this.tickMs, tenantOf, hasTenantOf: lookup !== undefined };
     this.workers = opts.destinations.map((d) => new DestinationWorker(d, shared));
   }
 
@@ -299,6 +382,13 @@ export class DeliveryRouter {
     return this.workers.map((w) => w.status());
   }
 
+  /** Tells the destination's worker that DeliveryState.replayDlq queued events. Returns false for an unknown destination. */
+  replayQueued(destination: string): boolean {
+    const w = this.workers.find((x) => x.name === destination);
+    w?.replayQueued();
+    return w !== undefined;
+  }
+
   /** Stops reading, aborts in-flight requests and waits for them; unfinished events are re-delivered after restart. */
   async stop(): Promise<void> {
     this.unwatch?.();
@@ -314,4 +404,8 @@ export class DeliveryRouter {
       this.tick();
     }, this.tickMs);
   }
+}
+
+function laneOf(entry: LogEntry): string {
+  return `${entry.event.entity}\0${entry.event.key}`;
 }

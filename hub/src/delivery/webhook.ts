@@ -14,7 +14,7 @@
  * not followed, so a signed body is never forwarded to a host the operator did not name.
  */
 import { createHmac } from 'node:crypto';
-import type { CanonicalEvent } from '@dovetail/shared';
+import { redactSecrets, type CanonicalEvent } from '@dovetail/shared';
 import { realTimers, type Connector, type DeliveryResult, type Timers } from './types.ts';
 
 export interface WebhookOptions {
@@ -26,6 +26,11 @@ export interface WebhookOptions {
   secret: string | ((nowMs: number) => readonly string[]);
   /** Per-request timeout in ms. Default 10 000. */
   timeoutMs?: number;
+  /**
+   * Extra request headers (e.g. Authorization). Never logged. Cannot replace the headers
+   * the connector sets (content-type, user-agent, webhook-*): those are applied last.
+   */
+  headers?: Readonly<Record<string, string>>;
   /** Injected for tests. Default global fetch. */
   fetch?: typeof fetch;
   timers?: Timers;
@@ -52,6 +57,10 @@ export function createWebhookConnector(opts: WebhookOptions): Connector {
   const doFetch = opts.fetch ?? fetch;
   const timers = opts.timers ?? realTimers;
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  const u = new URL(opts.url);
+  // fetch refuses such a URL at every delivery; the config loader rejects it with a clear error first.
+  if (u.username !== '' || u.password !== '') throw new TypeError('webhook url must not contain credentials; pass them in headers');
+  const extra = { ...(opts.headers ?? {}) };
   return {
     type: 'webhook',
     async deliver(event: CanonicalEvent, ctx): Promise<DeliveryResult> {
@@ -69,13 +78,7 @@ export function createWebhookConnector(opts: WebhookOptions): Connector {
           method: 'POST',
           redirect: 'manual',
           signal: ac.signal,
-          headers: {
-            'content-type': 'application/json',
-            'user-agent': 'dovetail-hub',
-            'webhook-id': event.id,
-            'webhook-timestamp': String(ts),
-            'webhook-signature': signature,
-          },
+          headers: requestHeaders(extra, event.id, ts, signature),
           body,
         });
         // Drain so the connection can be reused; the body is not used.
@@ -84,13 +87,23 @@ export function createWebhookConnector(opts: WebhookOptions): Connector {
         return { ok: false, retryable: isRetryableStatus(res.status), status: res.status, error: `HTTP ${res.status} from ${redactUrl(opts.url)}` };
       } catch (err) {
         const why = timedOut ? `timeout after ${timeoutMs} ms` : ctx.signal.aborted ? 'aborted by shutdown' : `network error: ${causeText(err)}`;
-        return { ok: false, retryable: true, error: `${why} (${redactUrl(opts.url)})` };
+        // Error texts can quote the request (URL, headers): redacted before they reach status or the DLQ.
+        return { ok: false, retryable: true, error: redactSecrets(`${why} (${redactUrl(opts.url)})`) };
       } finally {
         timers.clearTimeout(timer);
         ctx.signal.removeEventListener('abort', onStop);
       }
     },
   };
+}
+
+const OWN_HEADERS = new Set(['content-type', 'user-agent', 'webhook-id', 'webhook-timestamp', 'webhook-signature']);
+
+/** Configured headers, minus any that would clash (case-insensitively) with the connector's own, then its own. */
+function requestHeaders(extra: Record<string, string>, id: string, ts: number, signature: string): Record<string, string> {
+  const h: Record<string, string> = {};
+  for (const [k, v] of Object.entries(extra)) if (!OWN_HEADERS.has(k.toLowerCase())) h[k] = v;
+  return { ...h, 'content-type': 'application/json', 'user-agent': 'dovetail-hub', 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': signature };
 }
 
 function causeText(err: unknown): string {

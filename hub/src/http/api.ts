@@ -16,6 +16,8 @@
  *   GET  /v1/hub/keys, POST /v1/hub/keys/rotate        read / admin: the hub key and its rotations
  *   GET|POST /v1/agents/:id/config        read / operate: remote config (tables) for one agent
  *   POST /v1/destinations/:name/rotate-secret          admin: new webhook secret (shown once), overlap with the old
+ *   GET  /v1/destinations/:name/dlq?limit=N            read: dead-lettered events, oldest first
+ *   POST /v1/destinations/:name/dlq/replay             operate: {ids?} re-queue DLQ events (all when ids is absent)
  *
  * Every token belongs to one tenant or is global (tenant null). A tenant token sees
  * and acts on its tenant only; other tenants' agents answer 404, as if absent.
@@ -23,7 +25,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { randomBytes } from 'node:crypto';
-import { CLOSE, DovetailError, decodeKey, encodeKey, isDovetailError, keyId, toHex, type ErrorCode, type KeyAnnouncement, type Logger } from '@dovetail/shared';
+import { CLOSE, DovetailError, decodeKey, encodeKey, isDovetailError, keyId, redactSecrets, toHex, type ErrorCode, type KeyAnnouncement, type Logger } from '@dovetail/shared';
 import type { AgentRecord, ApiScope, ApiTokenRecord, AuditEntry, HubStore } from '../store/types.ts';
 import type { DestinationStatus } from '../delivery/router.ts';
 import type { FleetTracker } from '../fleet/fleet.ts';
@@ -64,7 +66,12 @@ export interface ApiDeps {
   offerConfig?: (agentId: string) => Promise<boolean>;
   /** Destination secrets (rotation); without it destinations show their config secret and rotate-secret answers 404. */
   secrets?: DestinationSecrets;
+  /** Tells delivery that DLQ entries of this destination were queued for replay (DeliveryRouter.replayQueued). */
+  replayQueued?: (destination: string) => void;
 }
+
+/** DLQ entries moved per replay request: one bounded store write; the reply says how many remain. */
+export const MAX_REPLAY_PER_REQUEST = 10_000;
 
 /** Who made a request. */
 export interface Principal { id: string; name: string; scope: ApiScope; tenant: string | null }
@@ -184,15 +191,17 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const at = now();
     const agent = await store.registry.enroll(tokenHash, {
       id: `agt_${toHex(randomBytes(8))}`,
-      // The operator named the agent when issuing the token; the agent's own name is a fallback.
+      // The operator's label (the token's name) is what lists show; the agent's own name is kept
+      // beside it (agentName), and stands in for the label only if a token ever had none.
       name: tok?.name ?? req.body.name ?? 'agent',
+      agentName: req.body.name ?? null,
       publicKey: pkText, keyId: keyId(pk), status: 'active', createdAt: at.toISOString(), lastSeenAt: null,
       version: req.body.version ?? null, host: req.body.host ?? null,
     }, at);
     // The hash prefix names the token in the audit log without being usable as the token.
     await audit(req, { id: `enroll-token:${tokenHash.slice(0, 12)}`, name: agent.name }, 'agent.enrolled', agent.id, agent.tenant,
-      { keyId: agent.keyId, host: agent.host, site: agent.site ?? null });
-    log.info({ agentId: agent.id, agentName: agent.name, tenant: agent.tenant }, 'agent enrolled');
+      { keyId: agent.keyId, host: agent.host, site: agent.site ?? null, agentName: agent.agentName ?? null });
+    log.info({ agentId: agent.id, agentLabel: agent.name, agentName: agent.agentName, tenant: agent.tenant }, 'agent enrolled');
     return { agentId: agent.id, tenant: agent.tenant, hubPublicKey: encodeKey(deps.identity.keyPair.publicKey), hubKeyId: deps.identity.keyId };
   });
 
@@ -225,7 +234,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const at = now();
     const config = await configs.get(a.id);
     return {
-      id: a.id, tenant: a.tenant, name: a.name, site: a.site ?? null, publicKey: a.publicKey, keyId: a.keyId, status: a.status,
+      id: a.id, tenant: a.tenant, name: a.name, agentName: a.agentName ?? null, site: a.site ?? null, publicKey: a.publicKey, keyId: a.keyId, status: a.status,
       createdAt: a.createdAt, lastSeenAt: live?.lastHeardAt ?? a.lastSeenAt, version: a.version, host: a.host,
       lastSeq: cur.lastSeq, eventsStored: cur.events, online: deps.isOnline(a.id),
       connectedAt: live?.connectedAt ?? null, statusAt: live?.statusAt ?? null, remote: live?.remote ?? null,
@@ -283,7 +292,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const secret = deps.secrets?.info(d.name);
       return {
         name: d.name, type: d.type, cursor: d.cursor, pending: last - d.cursor, inFlight: d.inFlight,
-        dlq: await store.delivery.dlqCount(d.name), lastError: d.lastError,
+        dlq: await store.delivery.dlqCount(d.name), lastError: d.lastError === null ? null : redactSecrets(d.lastError),
         tenant: d.tenant ?? null, secretSource: secret?.source ?? 'config', secretRotatedAt: secret?.rotatedAt ?? null,
         previousSecretValidUntil: secret?.previousValidUntil ?? null,
       };
@@ -421,6 +430,49 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     await audit(req, p, 'destination.secret-rotated', name, null, { previousValidUntil: r.previousValidUntil });
     log.info({ destination: name, previousValidUntil: r.previousValidUntil, by: p.id }, 'destination secret rotated');
     return { name, secret: r.secret, previousValidUntil: r.previousValidUntil };
+  });
+
+  /** Destinations are hub-wide: a tenant token gets the same 404 as for an unknown name. */
+  const findDestination = (p: Principal, name: string): string => {
+    if (p.tenant !== null || !deps.destinations().some((d) => d.name === name)) {
+      throw new DovetailError('HUB_NOT_FOUND', `destination ${name} is not configured`, { destination: name });
+    }
+    return name;
+  };
+
+  app.get<{ Params: typeof S.NameParams.static; Querystring: typeof S.DlqQuery.static }>('/v1/destinations/:name/dlq', {
+    ...cfg('read', 'Dead-lettered events of a destination, oldest (lowest log offset) first, with their last error'),
+    schema: { params: S.NameParams, querystring: S.DlqQuery, response: { 200: S.DlqList } },
+  }, async (req) => {
+    const name = findDestination(who(req), req.params.name);
+    const entries = await store.delivery.listDlq(name, req.query.limit ?? 100);
+    return {
+      destination: name, total: await store.delivery.dlqCount(name),
+      // Entries written before redaction existed, or by a connector quoting a URL, are redacted on the way out too.
+      entries: entries.map((e) => ({ ...e, lastError: redactSecrets(e.lastError) })),
+    };
+  });
+
+  app.post<{ Params: typeof S.NameParams.static; Body: typeof S.DlqReplayBody.static | undefined }>('/v1/destinations/:name/dlq/replay', {
+    ...cfg('operate', 'Re-queue dead-lettered events for delivery (all, or {ids}); sent again with the same event id, in log order'),
+    schema: { params: S.NameParams, body: S.DlqReplayBody, response: { 200: S.DlqReplayReply } },
+    // A bare POST (curl -X POST, no body) means "replay all", like {}.
+    preValidation: async (req) => { if (req.body === undefined || req.body === null) req.body = {}; },
+  }, async (req) => {
+    const p = who(req);
+    const name = findDestination(p, req.params.name);
+    const ids = req.body?.ids;
+    const moved = await store.delivery.replayDlq(name, { ...(ids ? { eventIds: ids } : {}), limit: MAX_REPLAY_PER_REQUEST });
+    const found = new Set(moved.map((e) => e.eventId));
+    const notFound = ids ? [...new Set(ids)].filter((id) => !found.has(id)) : [];
+    if (moved.length > 0) deps.replayQueued?.(name);
+    const remaining = await store.delivery.dlqCount(name);
+    await audit(req, p, 'destination.dlq-replayed', name, null, { replayed: moved.length, selection: ids ? 'ids' : 'all', notFound: notFound.length, remaining });
+    log.info({ destination: name, replayed: moved.length, notFound: notFound.length, remaining, by: p.id }, 'DLQ events queued for replay');
+    return {
+      destination: name, replayed: moved.length, notFound, remaining,
+      entries: moved.map((e) => ({ eventId: e.eventId, offset: e.offset, entity: e.entity, key: e.key })),
+    };
   });
 
   return app;

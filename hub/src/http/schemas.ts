@@ -67,7 +67,10 @@ export const BufferView = Type.Object({
 });
 
 export const AgentView = Type.Object({
-  id: Str(), tenant: Str(), name: Str(), site: Nullable(Str()), publicKey: Str(), keyId: Str(),
+  id: Str(), tenant: Str(),
+  name: Str({ description: "operator's label: the name given to the enrollment token" }),
+  agentName: Nullable(Str({ description: 'the name the agent gave itself (its config) when it enrolled; null if not known' })),
+  site: Nullable(Str()), publicKey: Str(), keyId: Str(),
   status: Str({ description: 'active | disabled | revoked' }),
   createdAt: Str(), lastSeenAt: Nullable(Str()), version: Nullable(Str()), host: Nullable(Str()),
   lastSeq: Type.Integer(), eventsStored: Type.Integer(),
@@ -169,6 +172,31 @@ export const RotateSecretBody = Type.Object({
 }, { additionalProperties: false });
 export const RotateSecretReply = Type.Object({
   name: Str(), secret: Str({ description: 'the new whsec_ secret, shown once' }), previousValidUntil: Nullable(Str()),
+});
+
+export const DlqQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) });
+export const DlqEntryView = Type.Object({
+  eventId: Str({ description: 'the event id: also the webhook-id and idempotency key a replay is sent with' }),
+  offset: Type.Integer({ description: 'position in the hub log; replays go in this order' }),
+  agentId: Str(), entity: Str(), key: Str(),
+  attempts: Type.Integer(),
+  lastError: Str({ description: 'the last failure (secrets redacted)' }),
+  failedAt: Str(),
+});
+export const DlqList = Type.Object({
+  destination: Str(),
+  total: Type.Integer({ description: 'entries in the DLQ (the list shows the first `limit`, oldest first)' }),
+  entries: Type.Array(DlqEntryView),
+});
+export const DlqReplayBody = Type.Object({
+  ids: Type.Optional(Type.Array(Str({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: 1000, description: 'event ids to replay; omit to replay the whole DLQ' })),
+}, { additionalProperties: false });
+export const DlqReplayReply = Type.Object({
+  destination: Str(),
+  replayed: Type.Integer({ description: 'entries moved from the DLQ to the replay queue' }),
+  entries: Type.Array(Type.Object({ eventId: Str(), offset: Type.Integer(), entity: Str(), key: Str() })),
+  notFound: Type.Array(Str(), { description: 'requested ids that are not in the DLQ' }),
+  remaining: Type.Integer({ description: 'entries still in the DLQ' }),
 });
 
 /** Shared schemas registered with fastify.addSchema and emitted as OpenAPI components. */

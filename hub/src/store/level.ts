@@ -13,6 +13,7 @@
  *   apitok!<id> / apitokh!<sha256 hex> -> ApiTokenRecord / id
  *   audit!<seq>                  -> AuditEntry (append-only)
  *   dcur!<dest> / dtry!<dest>!<offset> / dlq!<dest>!<offset> / dlqn!<dest>
+ *   rpl!<dest>!<offset>          -> DlqEntry queued for replay
  */
 import { Level } from 'level';
 import { Packr } from 'msgpackr';
@@ -214,13 +215,45 @@ class LevelDeliveryState implements DeliveryState {
         { type: 'put', key, value: enc(entry) },
         { type: 'put', key: `dlqn!${destination}`, value: enc(exists ? n : n + 1) },
         { type: 'del', key: `dtry!${destination}!${pad(entry.offset)}` },
+        { type: 'del', key: `rpl!${destination}!${pad(entry.offset)}` },
       ], SYNC);
     });
   }
   async listDlq(destination: string, limit: number): Promise<DlqEntry[]> {
     const out: DlqEntry[] = [];
+    if (limit <= 0) return out;
     for await (const v of this.db.values({ gte: `dlq!${destination}!`, lt: `dlq!${destination}!${END}`, limit })) out.push(dec<DlqEntry>(v));
     return out;
+  }
+  replayDlq(destination: string, select: { eventIds?: readonly string[]; limit: number }): Promise<DlqEntry[]> {
+    return this.mutex.run(async () => {
+      const ids = select.eventIds === undefined ? null : new Set(select.eventIds);
+      const moved: DlqEntry[] = [];
+      if (select.limit <= 0) return moved;
+      for await (const v of this.db.values({ gte: `dlq!${destination}!`, lt: `dlq!${destination}!${END}` })) {
+        const e = dec<DlqEntry>(v);
+        if (ids === null || ids.has(e.eventId)) moved.push(e);
+        if (moved.length >= select.limit) break;
+      }
+      if (moved.length === 0) return moved;
+      const n = await this.dlqCount(destination);
+      const ops: Op[] = [{ type: 'put', key: `dlqn!${destination}`, value: enc(Math.max(0, n - moved.length)) }];
+      for (const e of moved) {
+        ops.push({ type: 'del', key: `dlq!${destination}!${pad(e.offset)}` }, { type: 'put', key: `rpl!${destination}!${pad(e.offset)}`, value: enc(e) });
+      }
+      await this.db.batch(ops, SYNC);
+      return moved;
+    });
+  }
+  async listReplay(destination: string, limit: number): Promise<DlqEntry[]> {
+    const out: DlqEntry[] = [];
+    if (limit <= 0) return out;
+    for await (const v of this.db.values({ gte: `rpl!${destination}!`, lt: `rpl!${destination}!${END}`, limit })) out.push(dec<DlqEntry>(v));
+    return out;
+  }
+  async finishReplay(destination: string, offset: number): Promise<void> {
+    // Not synced: a delete lost in a crash only re-delivers the event once (the receiver dedupes by id).
+    await this.db.del(`rpl!${destination}!${pad(offset)}`);
   }
   async dlqCount(destination: string): Promise<number> {
     return (await getOr<number>(this.db, `dlqn!${destination}`)) ?? 0;

@@ -142,6 +142,7 @@ class MemoryDeliveryState implements DeliveryState {
   private cursors = new Map<string, number>();
   private attempts = new Map<string, Map<number, AttemptRecord>>();
   private dlq = new Map<string, DlqEntry[]>();
+  private replay = new Map<string, Map<number, DlqEntry>>();
 
   private attemptsOf(dest: string): Map<number, AttemptRecord> {
     let m = this.attempts.get(dest);
@@ -164,11 +165,33 @@ class MemoryDeliveryState implements DeliveryState {
     this.attemptsOf(destination).set(record.offset, { ...record });
   }
   async addDlq(destination: string, entry: DlqEntry): Promise<void> {
-    const list = this.dlq.get(destination) ?? [];
-    if (!list.some((e) => e.offset === entry.offset)) list.push({ ...entry });
+    const list = (this.dlq.get(destination) ?? []).filter((e) => e.offset !== entry.offset);
+    list.push({ ...entry });
     list.sort((a, b) => a.offset - b.offset);
     this.dlq.set(destination, list);
     this.attemptsOf(destination).delete(entry.offset);
+    this.replayOf(destination).delete(entry.offset);
+  }
+  private replayOf(dest: string): Map<number, DlqEntry> {
+    let m = this.replay.get(dest);
+    if (!m) this.replay.set(dest, (m = new Map()));
+    return m;
+  }
+  async replayDlq(destination: string, select: { eventIds?: readonly string[]; limit: number }): Promise<DlqEntry[]> {
+    const ids = select.eventIds === undefined ? null : new Set(select.eventIds);
+    const list = this.dlq.get(destination) ?? [];
+    const moved = list.filter((e) => ids === null || ids.has(e.eventId)).slice(0, Math.max(0, select.limit));
+    const gone = new Set(moved.map((e) => e.offset));
+    this.dlq.set(destination, list.filter((e) => !gone.has(e.offset)));
+    const q = this.replayOf(destination);
+    for (const e of moved) q.set(e.offset, { ...e });
+    return moved.map((e) => ({ ...e }));
+  }
+  async listReplay(destination: string, limit: number): Promise<DlqEntry[]> {
+    return [...this.replayOf(destination).values()].sort((a, b) => a.offset - b.offset).slice(0, Math.max(0, limit)).map((e) => ({ ...e }));
+  }
+  async finishReplay(destination: string, offset: number): Promise<void> {
+    this.replayOf(destination).delete(offset);
   }
   async listDlq(destination: string, limit: number): Promise<DlqEntry[]> {
     return (this.dlq.get(destination) ?? []).slice(0, limit).map((e) => ({ ...e }));

@@ -79,6 +79,11 @@ export interface AgentRecord {
   /** Site name from the enrollment token, when the operator gave one. */
   site?: string | null;
   /**
+   * The name the agent gave itself (its config's agent.name) when it enrolled; `name` is the
+   * operator's label from the enrollment token. Null for agents enrolled before this was kept.
+   */
+  agentName?: string | null;
+  /**
    * Keys this agent rotated away from, newest first. Each still verifies auth and batches
    * until retiresAt (the grace for batches buffered under it), and is refused after.
    */
@@ -202,10 +207,21 @@ export interface DeliveryState {
   commit(destination: string, offset: number): Promise<void>;
   getAttempt(destination: string, offset: number): Promise<AttemptRecord | undefined>;
   recordAttempt(destination: string, record: AttemptRecord): Promise<void>;
-  /** Adds the DLQ entry and drops the event's attempt record in one write. */
+  /** Adds the DLQ entry and drops the event's attempt record and replay record (if any) in one write. */
   addDlq(destination: string, entry: DlqEntry): Promise<void>;
+  /** DLQ entries in offset (log) order, at most `limit`. */
   listDlq(destination: string, limit: number): Promise<DlqEntry[]>;
   dlqCount(destination: string): Promise<number>;
+  /**
+   * Moves DLQ entries to the destination's replay queue in one write: those whose eventId is
+   * in `eventIds`, or all when it is undefined; at most `limit`, lowest offsets first.
+   * Returns the moved entries in offset order (ids not in the DLQ are simply not moved).
+   */
+  replayDlq(destination: string, select: { eventIds?: readonly string[]; limit: number }): Promise<DlqEntry[]>;
+  /** The replay queue in offset order, at most `limit`; entries stay until finishReplay or addDlq. */
+  listReplay(destination: string, limit: number): Promise<DlqEntry[]>;
+  /** Drops a replay record: the replayed event was delivered. */
+  finishReplay(destination: string, offset: number): Promise<void>;
 }
 
 export interface HubStore {
