@@ -27,7 +27,7 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import {
   AGENT_NONCE_PARAM, AGENT_PIN_PARAM, AGENT_WS_PATH, CLOSE, DovetailError, MAX_FRAME_BYTES, PROTOCOL_VERSION, authMessage, bytesEqual, decodeBatchBody,
   decodeFrame, encodeFrame, hubProofMessage, isDovetailError, sha256, sign, signConfig, verify, verifyBatchSignature,
-  type AuthFrame, type BatchFrame, type CanonicalEvent, type ConfigResultFrame, type HubFrame, type KeyAnnouncement, type Logger,
+  type AuthFrame, type BatchBody, type BatchFrame, type CanonicalEvent, type ConfigResultFrame, type HubFrame, type KeyAnnouncement, type Logger,
 } from '@dovetail/shared';
 import type { AgentRecord, HubStore } from '../store/types.ts';
 import { FleetTracker } from '../fleet/fleet.ts';
@@ -308,7 +308,10 @@ export class AgentGateway {
     this.fleet.heard(conn.agent.id);
     if (frame.t === 'batch') {
       const f = frame;
-      this.enqueue(conn, () => this.handleBatch(conn, f));
+      // Stateless work (copy, decode, hash) runs now, while the previous batch's durable
+      // write is in flight; the checks that need the agent's state run in order below.
+      const pre = prepareBatch(f);
+      this.enqueue(conn, () => this.handleBatch(conn, f, pre));
       return;
     }
     if (frame.t === 'config-result') {
@@ -410,7 +413,7 @@ export class AgentGateway {
     this.opts.onConfigResult?.(agent, rec);
   }
 
-  private async handleBatch(conn: Conn, f: BatchFrame): Promise<void> {
+  private async handleBatch(conn: Conn, f: BatchFrame, pre: PreparedBatch): Promise<void> {
     const agent = conn.agent!;
     const fail = (code: 'PROTO_BAD_SIGNATURE' | 'PROTO_BODY_MISMATCH' | 'PROTO_SEQ_GAP' | 'PROTO_CHAIN_MISMATCH' | 'PROTO_SEQ_CONFLICT' | 'PROTO_MALFORMED', msg: string) =>
       this.fail(conn, new DovetailError(code, msg, { agentId: agent.id, seq: f.seq }), f.seq);
@@ -426,12 +429,8 @@ export class AgentGateway {
     if (signer.retired) {
       return this.fail(conn, new DovetailError('PROTO_KEY_RETIRED', `batch seq ${f.seq} is signed by agent ${agent.id}'s key ${signer.keyId}, retired at ${signer.retiresAt} (its rotation grace ended)`, { agentId: agent.id, seq: f.seq }), f.seq);
     }
-    let body;
-    try {
-      body = decodeBatchBody(f.body);
-    } catch (err) {
-      return this.fail(conn, err, f.seq);
-    }
+    if (!pre.body) return this.fail(conn, pre.error, f.seq);
+    const body = pre.body;
     if (body.agent !== agent.id || body.seq !== f.seq) {
       return fail('PROTO_BODY_MISMATCH', `batch body names agent ${body.agent} seq ${body.seq}, frame is agent ${agent.id} seq ${f.seq}`);
     }
@@ -454,9 +453,7 @@ export class AgentGateway {
     if (f.seq > cur.lastSeq + 1) return fail('PROTO_SEQ_GAP', `batch seq ${f.seq} from agent ${agent.id}, expected ${cur.lastSeq + 1}`);
     if (!bytesEqual(body.prev, cur.lastHash)) return fail('PROTO_CHAIN_MISMATCH', `batch seq ${f.seq} prev hash does not match the hash of seq ${cur.lastSeq}`);
 
-    // Copy: ws may reuse the frame's buffer once this handler returns.
-    const bodyBytes = new Uint8Array(f.body);
-    await this.opts.store.log.append(agent.id, { seq: f.seq, body: bodyBytes, sig: new Uint8Array(f.sig), hash: sha256(bodyBytes) }, body.events, this.now().toISOString());
+    await this.opts.store.log.append(agent.id, { seq: f.seq, body: pre.bytes, sig: pre.sig, hash: pre.hash }, body.events, this.now().toISOString());
     this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
   }
 
@@ -515,6 +512,26 @@ export class AgentGateway {
     const t = setTimeout(() => conn.ws.terminate(), 2000);
     t.unref?.();
   }
+}
+
+interface PreparedBatch {
+  bytes: Uint8Array;
+  sig: Uint8Array;
+  hash: Uint8Array;
+  body?: BatchBody;
+  error?: unknown;
+}
+
+function prepareBatch(f: BatchFrame): PreparedBatch {
+  // Copy: ws may reuse the frame's buffer once the message handler returns.
+  const bytes = new Uint8Array(f.body);
+  const out: PreparedBatch = { bytes, sig: new Uint8Array(f.sig), hash: sha256(bytes) };
+  try {
+    out.body = decodeBatchBody(bytes);
+  } catch (err) {
+    out.error = err;
+  }
+  return out;
 }
 
 function isEventShape(e: unknown): e is CanonicalEvent {
