@@ -60,17 +60,8 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run sends the same bytes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers (the demo's mulberry32), so every run sends the same bytes. */
+export { prng } from '../demo/erp.ts';
 
 const CITIES = ['Chicago', 'Milwaukee', 'Des Moines', 'Indianapolis', 'St. Louis', 'Minneapolis', 'Omaha', 'Madison'];
 const STATES = ['IL', 'WI', 'IA', 'IN', 'MO', 'MN', 'NE', 'WI'];

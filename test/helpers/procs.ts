@@ -426,17 +426,8 @@ export function startRecorder(secret: string): Promise<Recorder> {
   });
 }
 
-/** Seeded PRNG (mulberry32) for reproducible random kill points. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (the demo's mulberry32) for reproducible random kill points. */
+export { prng as seededRandom } from '../../demo/erp.ts';
 
 /** The seed for this run: DOVETAIL_E2E_SEED when set (to replay a failure), else random. */
 export function runSeed(): number {

@@ -177,6 +177,35 @@ async function removeIfPresent(path: string): Promise<void> {
 }
 
 /** Pulls {code, message} out of a hub error body, accepting `{code,message}` and `{error:{code,message}}`. */
+interface HubReply { status: number; body: unknown; text: string; code?: string | undefined; message?: string | undefined }
+
+/**
+ * POST JSON to the hub. A network failure becomes `unreachable(why)`; any HTTP answer is
+ * returned with the hub's {code, message} picked out, for the caller to judge.
+ */
+async function postToHub(doFetch: typeof fetch, url: string, payload: unknown, timeoutMs: number, unreachable: (why: string, cause: unknown) => Error): Promise<HubReply> {
+  let res: Response;
+  try {
+    res = await doFetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(payload),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+    throw unreachable(why, err);
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, body, text, ...hubError(body) };
+}
+
 function hubError(body: unknown): { code?: string; message?: string } {
   const o = body as Record<string, unknown> | null;
   if (!o || typeof o !== 'object') return {};
@@ -218,40 +247,22 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
 
   const url = `${hubUrl}/v1/enroll`;
   try {
-    let res: Response;
-    try {
-      res = await doFetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({
-          token: opts.token,
-          publicKey: encodeKey(kp.publicKey),
-          name: opts.name,
-          host: hostname(),
-          version: opts.version ?? await agentVersion(),
-        }),
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-      });
-    } catch (err) {
-      const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-      throw new DovetailError('AGENT_ENROLL_FAILED', `could not reach the hub at ${url}: ${why}`, { url }, { cause: err });
-    }
-    const text = await res.text();
-    let body: unknown;
-    try {
-      body = text ? JSON.parse(text) : undefined;
-    } catch {
-      body = undefined;
-    }
-    if (res.status !== 200) {
-      const { code, message } = hubError(body);
-      const detail = code ? `${code}: ${message ?? '(no message)'}` : (message ?? text.slice(0, 200));
+    const reply = await postToHub(doFetch, url, {
+      token: opts.token,
+      publicKey: encodeKey(kp.publicKey),
+      name: opts.name,
+      host: hostname(),
+      version: opts.version ?? await agentVersion(),
+    }, opts.timeoutMs ?? 30_000, (why, cause) => new DovetailError('AGENT_ENROLL_FAILED', `could not reach the hub at ${url}: ${why}`, { url }, { cause }));
+    if (reply.status !== 200) {
+      const detail = reply.code ? `${reply.code}: ${reply.message ?? '(no message)'}` : (reply.message ?? reply.text.slice(0, 200));
       throw new DovetailError(
         'AGENT_ENROLL_FAILED',
-        `the hub at ${url} refused enrollment (HTTP ${res.status}) ${detail}`.trim(),
-        { url, status: res.status, hubCode: code },
+        `the hub at ${url} refused enrollment (HTTP ${reply.status}) ${detail}`.trim(),
+        { url, status: reply.status, hubCode: reply.code },
       );
     }
+    const body = reply.body;
     const b = body as Record<string, unknown> | undefined;
     if (!b || typeof b.agentId !== 'string' || typeof b.tenant !== 'string' ||
         typeof b.hubPublicKey !== 'string' || typeof b.hubKeyId !== 'string') {
@@ -336,31 +347,18 @@ export async function rotateAgentKey(opts: RotateKeyOptions): Promise<RotateKeyR
   }
   const announcement = announceKey({ role: 'agent', subject: id.agentId, at: now().toISOString() }, id.keyPair, next);
   const url = `${id.hubUrl.replace(/\/+$/, '')}/v1/agents/${encodeURIComponent(id.agentId)}/keys`;
-  let res: Response;
-  try {
-    res = await doFetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ announcement: announcementToJson(announcement), ...(opts.graceSeconds === undefined ? {} : { graceSeconds: opts.graceSeconds }) }),
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-    });
-  } catch (err) {
-    const why = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `could not reach the hub at ${url}: ${why}; the current key stays in use, run the rotation again when the hub is reachable`, { url });
-  }
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  if (res.status !== 200) {
-    const { code, message } = hubError(body);
+  const reply = await postToHub(
+    doFetch, url,
+    { announcement: announcementToJson(announcement), ...(opts.graceSeconds === undefined ? {} : { graceSeconds: opts.graceSeconds }) },
+    opts.timeoutMs ?? 30_000,
+    (why) => new DovetailError('AGENT_KEY_ROTATION_FAILED', `could not reach the hub at ${url}: ${why}; the current key stays in use, run the rotation again when the hub is reachable`, { url }),
+  );
+  if (reply.status !== 200) {
     // The hub looked at this key and said no: it never will, so the next run starts with a fresh one.
-    if (res.status >= 400 && res.status < 500) await removeIfPresent(nextPath);
-    throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `the hub at ${url} refused the new key (HTTP ${res.status}) ${code ? `${code}: ` : ''}${message ?? text.slice(0, 200)}; the current key stays in use`, { url, status: res.status, hubCode: code });
+    if (reply.status >= 400 && reply.status < 500) await removeIfPresent(nextPath);
+    throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `the hub at ${url} refused the new key (HTTP ${reply.status}) ${reply.code ? `${reply.code}: ` : ''}${reply.message ?? reply.text.slice(0, 200)}; the current key stays in use`, { url, status: reply.status, hubCode: reply.code });
   }
+  const body = reply.body;
   const b = body as { keyId?: unknown; retiresAt?: unknown } | undefined;
   if (b?.keyId !== announcement.newKeyId || typeof b.retiresAt !== 'string') {
     throw new DovetailError('AGENT_KEY_ROTATION_FAILED', `the hub at ${url} answered 200 without confirming key ${announcement.newKeyId}; the current key stays in use`, { url });
