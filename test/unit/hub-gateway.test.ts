@@ -186,6 +186,21 @@ const BAD: Bad[] = [
   },
   { name: 'bad signature', code: 'PROTO_BAD_SIGNATURE', closeCode: CLOSE.PROTOCOL_ERROR, act: (a, c) => { const b = c.next([event('s')]); b.sig[0]! ^= 1; a.send(b); } },
   {
+    // The same signature with S + L: valid for tweetnacl alone, refused here (malleability).
+    name: 'non-canonical signature (S + L)', code: 'PROTO_BAD_SIGNATURE', closeCode: CLOSE.PROTOCOL_ERROR,
+    act: (a, c) => {
+      const b = c.next([event('m')]);
+      const L = [0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+      let carry = 0;
+      for (let i = 0; i < 32; i++) {
+        const v = b.sig[32 + i]! + L[i]! + carry;
+        b.sig[32 + i] = v & 0xff;
+        carry = v >> 8;
+      }
+      a.send(b);
+    },
+  },
+  {
     name: 'body names another agent', code: 'PROTO_BODY_MISMATCH', closeCode: CLOSE.PROTOCOL_ERROR,
     act: (a, _c, key) => a.send(new BatchChain('agt_other', key).next([event('m')])),
   },
