@@ -18,7 +18,7 @@ import { Uplink } from './uplink/uplink.ts';
 import { keyNextPath, keyPath, loadIdentity, pinHubKey, readKeyFile, rotateAgentKey, type Identity } from './identity/identity.ts';
 import { mergeRemoteConfig, readRemoteConfig, refusalReason, writeRemoteConfig } from './remote-config.ts';
 import { Scheduler } from './schedule/index.ts';
-import { TableRunner, unknownTable } from './table-runner.ts';
+import { TableRunner, checkColumns, unknownTable } from './table-runner.ts';
 import { AGENT_VERSION } from './version.ts';
 import { SnapshotProgress } from './progress.ts';
 
@@ -109,6 +109,11 @@ export class Agent {
       maxBatchEvents: config.hub.maxBatchEvents, maxBatchBytes: config.hub.maxBatchBytes, now,
     });
     const outbox = this.outbox;
+    if (outbox.identityChange) {
+      const c = outbox.identityChange;
+      log.warn({ previousAgentId: c.previousAgentId, agentId: identity.agentId, droppedBatches: c.droppedBatches, resetTables: c.resetTables },
+        're-enrolled under a new agent id: batches buffered under the old id cannot be sent under the new one, so they were dropped and every table is re-snapshotted (nothing captured is lost)');
+    }
     for (const table of config.tables) this.runners.set(table.name, this.newRunner(table, identity, outbox));
     this.uplink = new Uplink({
       hubUrl: identity.hubUrl || config.hub.url, identity, outbox, logger: log.child({ part: 'uplink' }),
@@ -121,7 +126,7 @@ export class Agent {
     this.uplink.setStatusProvider(() => this.hubStatusReport());
     this.uplink.setConfigHandler((version, document) => this.applyRemoteConfig(version, document));
     this.uplink.on('revoked', () => {
-      log.error('the hub revoked or disabled this agent: capture continues into the local buffer, nothing is sent; ask the operator to re-enable it or re-enroll with `dovetail-agent enroll --force`');
+      log.warn('capture continues into the local buffer while the hub refuses this agent; nothing is lost, it is sent after a restart once the agent is re-enabled (or re-snapshotted under a new id after a re-enrollment)');
     });
     this.uplink.start();
     this.scheduler = new Scheduler({ onError: (table, err) => log.error({ table, err }, 'capture run failed') });
@@ -199,7 +204,22 @@ export class Agent {
       try {
         next = mergeRemoteConfig(this.localText, this.config.configPath, document);
       } catch (err) {
-        return { ok: false, reason: refusalReason(err) };
+        // The loader names the local file, but the problem is in the pushed tables merged into it.
+        return { ok: false, reason: `pushed version ${version}: ${refusalReason(err).replace(`${this.config.configPath}: `, '')}` };
+      }
+      // With the database reachable, a table naming a column that does not exist is refused
+      // now rather than accepted and failing on every poll.
+      if (this.driver) {
+        for (const t of next.tables) {
+          const prev = this.config.tables.find((x) => x.name === t.name);
+          if (prev && isDeepStrictEqual(prev, t)) continue;
+          try {
+            await checkColumns(this.driver, t);
+          } catch (err) {
+            if (isDovetailError(err, 'AGENT_SOURCE_MISSING_OBJECT')) return { ok: false, reason: `AGENT_CONFIG_REFUSED: version ${version}: ${err.message}` };
+            log.warn({ ...briefError(err), table: t.name }, 'could not check the pushed table against the database; applying it, capture reports any problem');
+          }
+        }
       }
       if (!(await this.swapTables(next))) return { ok: false, reason: 'AGENT_CONFIG_REFUSED: the agent is stopping' };
       await writeRemoteConfig(this.config.agent.dataDir, { version, document, appliedAt: new Date().toISOString() });

@@ -459,7 +459,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
       const action = command.split(' ')[1]!;
       const id = requireId(flags, 'agent');
       const a = await call<AgentView>(target(flags, env), 'POST', `/v1/agents/${id}/${action}`);
-      out(flags.json ? JSON.stringify(a, null, 2) : `agent ${a.id} ("${a.name}") is now ${a.status}${action === 'enable' ? '' : '; its connection was closed'}`);
+      out(flags.json ? JSON.stringify(a, null, 2) : `agent ${a.id} ("${a.name}") is now ${a.status}${action === 'enable' ? '; restart the agent process (it stopped reconnecting when it was disabled)' : '; its connection was closed'}`);
       return 0;
     }
     case 'tokens create': {

@@ -46,12 +46,12 @@ test('a pushed config with a new table is applied; an invalid one is refused wit
   const bad = `tables:\n${itemsTableYaml()}${itemsTableYaml('items_b').replace('type: code }\n      description', 'type: money }\n      description')}`;
   await push('tables-v2.yaml', bad);
   const v2 = await until('v2 refused', (a) => a.config?.version === 2 && a.config.status === 'refused');
-  assert.match(v2.config!.reason!, /^CONFIG_INVALID: .*tables\[1\]\.map\.sku\.type: /);
+  assert.match(v2.config!.reason!, /^pushed version 2: CONFIG_INVALID: tables\[1\]\.map\.sku\.type: /);
   assert.equal(v2.configVersion, 1);
   await erp.addRows(1);
   await until('the old config (two tables) keeps capturing', (a) => a.eventsStored === 12);
   const show = (await hubCli(h, hub, ['agents', 'show', agent.id])).stdout;
-  assert.match(show, /\nconfig: running version 1; latest pushed version 2 refused: CONFIG_INVALID: /);
+  assert.match(show, /\nconfig: running version 1; latest pushed version 2 refused: pushed version 2: CONFIG_INVALID: /);
   // The hub refuses documents that carry more than tables.
   const r = await hubCli(h, hub, ['agents', 'push-config', agent.id, '--file', h.write('src.yaml', 'source: {}\ntables: []\n')], 1);
   assert.match(r.stderr, /HUB_BAD_REQUEST: .*only "tables" can be pushed/);

@@ -107,3 +107,32 @@ test('an authentication message replayed on a new connection is refused', { time
   assert.equal((replay.reply as { code: string }).code, 'HUB_AUTH_FAILED');
   assert.equal(replay.closeCode, 4001);
 });
+
+test('after a revoke, re-enrolling with --force starts a new chain: everything is captured again under the new id and new changes flow', { timeout: 90_000 }, async () => {
+  const { hubApi, waitFor } = await import('../helpers/procs.ts');
+  const a = agentConfig('plant-5');
+  assert.equal((await enroll(a.config, await issueToken('plant-5'))).code, 0);
+  const oldId = agentIdentity(a.dataDir).agentId;
+  const stored = async (id: string) => (await hubApi<{ eventsStored: number }>(hub, `/v1/agents/${id}`)).eventsStored;
+  let proc = h.startAgent(a.config);
+  await waitFor('the first snapshot stored under the old id', async () => (await stored(oldId)) >= erp.rows());
+  await erp.addRows(2);
+  await waitFor('two more changes stored (the chain is past seq 1)', async () => (await stored(oldId)) >= erp.rows());
+
+  const revoked = await h.run('revoke', [HUB_BIN, 'agents', 'revoke', oldId, '--data-dir', hub.dataDir]);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  await h.stop(proc);
+  await erp.addRows(1); // captured by nobody yet
+
+  const again = await h.run('enroll', [AGENT_BIN, 'enroll', '--config', a.config, '--token', await issueToken('plant-5b'), '--force']);
+  assert.equal(again.code, 0, again.stderr);
+  const newId = agentIdentity(a.dataDir).agentId;
+  assert.notEqual(newId, oldId);
+  proc = h.startAgent(a.config);
+  await waitFor(`every row stored under the new id ${newId}`, async () => (await stored(newId)) === erp.rows(), { timeoutMs: 30_000 });
+  await erp.addRows(1);
+  await waitFor('a new change flows', async () => (await stored(newId)) === erp.rows(), { timeoutMs: 30_000 });
+  assert.match(h.logText('agent'), /re-enrolled under a new agent id/);
+  assert.doesNotMatch(h.logText('agent'), /PROTO_SEQ_GAP/);
+  await h.stop(proc);
+});

@@ -205,3 +205,36 @@ test('read-only open refuses commit; status file round-trips; inspectOutbox read
   assert.equal(info.snapshot?.outbox.depth, 1);
   assert.equal(await readStatus(tempDir()), undefined);
 });
+
+test('opening under a new agent id (re-enrollment) starts a fresh chain and re-snapshots every table; the same id changes nothing', async () => {
+  const dir = tempDir();
+  const first = await open(dir, 2);
+  await first.commit(input('customers', [event(1), event(2), event(3)], '{"v":3}', {
+    stateOps: [{ type: 'put', key: 'h/C1', value: 'abc' }],
+    quarantine: [{ table: 'customers', key: 'C9', reason: 'bad', code: 'AGENT_MAPPING', row: null, at: FIXED.toISOString() }],
+  }));
+  await first.close();
+
+  const same = await open(dir, 2);
+  assert.equal(same.identityChange, undefined);
+  assert.equal((await same.stats()).depth, 2);
+  await same.close();
+
+  const other = await Outbox.open(dir, { agentId: 'agt_2', secretKey: kp.secretKey, maxBatchEvents: 2, maxBatchBytes: 1 << 20, now: () => FIXED });
+  assert.deepEqual(other.identityChange, { previousAgentId: 'agt_1', droppedBatches: 2, resetTables: ['customers'] });
+  const stats = await other.stats();
+  assert.equal(stats.depth, 0);
+  assert.equal(stats.nextSeq, 1);
+  assert.equal(await other.getPosition('customers'), undefined, 'the table is captured again from a snapshot');
+  assert.equal(await other.stateReader('customers').get('h/C1'), undefined);
+  const kept = [];
+  for await (const q of other.quarantine()) kept.push(q.key);
+  assert.deepEqual(kept, ['C9'], 'quarantine is kept');
+  const r = await other.commit(input('customers', [event(4)], '{"v":1}'));
+  assert.deepEqual(r.seqs, [1]);
+  const [b] = await other.pending(0, 10);
+  const body = decodeBatchBody(b!.body);
+  assert.equal(body.agent, 'agt_2');
+  assert.ok(bytesEqual(body.prev, GENESIS_HASH), 'the new chain starts at genesis');
+  await other.close();
+});

@@ -281,6 +281,8 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
     await writeFile(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
     await rename(pendingKey, keyPath(dataDir));
     await rename(tmp, identityPath(dataDir));
+    // A config pushed to the previous identity is not this agent's: the hub holds none for the new id.
+    await removeIfPresent(join(dataDir, 'remote-config.json'));
     return { ...file, hubPublicKey, keyPair: kp, keyId: keyId(kp.publicKey) };
   } finally {
     await removeIfPresent(pendingKey);

@@ -67,7 +67,16 @@ const META = {
   depth: 'depth',
   bytes: 'bytes',
   quarantineSeq: 'quarantineSeq',
+  /** The agent id whose seq chain the outbox holds. */
+  agentId: 'agentId',
 } as const;
+
+/** What opening under a new agent id (a re-enrollment) dropped. */
+export interface IdentityChange {
+  previousAgentId: string;
+  droppedBatches: number;
+  resetTables: string[];
+}
 
 type Db = Level<string, string>;
 /** Values differ per sublevel (bytes for batches, text elsewhere); each sublevel encodes its own. */
@@ -171,7 +180,43 @@ export class Outbox {
     }
     const outbox = new Outbox(dataDir, db, signing, opts.now ?? (() => new Date()));
     await outbox.loadMeta();
+    if (signing) outbox.identityChange = await outbox.adoptAgent(signing.agentId);
     return outbox;
+  }
+
+  /** Set by open() when the data directory held another agent id's chain (see adoptAgent). */
+  identityChange: IdentityChange | undefined;
+
+  /**
+   * A re-enrolled agent (`enroll --force`) gets a new id, and the hub starts its chain at
+   * seq 1. Batches of the old id can never be accepted under the new one, and the old
+   * capture positions advanced past them: drop both, so every table is re-snapshotted and
+   * nothing captured is lost. Quarantine is kept. Safe to repeat after a crash midway:
+   * the id is recorded last.
+   */
+  private async adoptAgent(agentId: string): Promise<IdentityChange | undefined> {
+    const stored = await this.meta.get(META.agentId);
+    if (stored === agentId) return undefined;
+    if (stored === undefined && this.nextSeq === 1) {
+      await this.meta.put(META.agentId, agentId);
+      return undefined;
+    }
+    const resetTables = [...new Set([...(await this.offsets.keys().all())])];
+    const droppedBatches = this.depth;
+    await this.batches.clear();
+    await this.offsets.clear();
+    await this.state.clear();
+    await this.db.batch([
+      { type: 'put', sublevel: this.meta, key: META.nextSeq, value: '1' },
+      { type: 'put', sublevel: this.meta, key: META.lastHash, value: toHex(GENESIS_HASH) },
+      { type: 'put', sublevel: this.meta, key: META.lastAckedSeq, value: '0' },
+      { type: 'del', sublevel: this.meta, key: META.lastAckAt },
+      { type: 'put', sublevel: this.meta, key: META.depth, value: '0' },
+      { type: 'put', sublevel: this.meta, key: META.bytes, value: '0' },
+      { type: 'put', sublevel: this.meta, key: META.agentId, value: agentId },
+    ] as BatchOperation<Db, string, string>[]);
+    await this.loadMeta();
+    return { previousAgentId: stored ?? '(unrecorded)', droppedBatches, resetTables };
   }
 
   private async loadMeta(): Promise<void> {

@@ -549,7 +549,8 @@ export class Uplink extends EventEmitter {
       this.unsubscribe?.();
       this.log.error(
         { agentId: this.opts.identity.agentId, reason },
-        'the hub revoked this agent; it will not reconnect. Re-enroll it with `dovetail-agent enroll --force --hub <url> --token <new token>` and restart',
+        // One close code (4003) covers both: the hub's reason says which.
+        'the hub disabled or revoked this agent (see reason); it will not reconnect. If an operator re-enables it (`dovetail-hub agents enable`), restart this agent; if it was revoked, Re-enroll it with `dovetail-agent enroll --force --hub <url> --token <new token>` and restart',
       );
       this.emit('revoked', { reason });
       return;

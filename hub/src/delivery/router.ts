@@ -293,6 +293,8 @@ class DestinationWorker {
           this.o.logger.info({ destination: name, eventId: event.id, offset, attempts: attempt }, 'replayed event delivered');
         }
         item.state = 'done';
+        // The destination answers again: an old failure is no longer its state.
+        this.lastError = null;
         return;
       }
       item.attempts = attempt;

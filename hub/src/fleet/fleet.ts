@@ -147,6 +147,8 @@ export class FleetTracker {
     e.connectedAt = at.toISOString();
     e.lastHeard = at.getTime();
     e.remote = remote;
+    // A successful authentication supersedes whatever refused the previous connection.
+    e.hubError = null;
   }
 
   /** Anything arrived from the agent (a frame or a ws ping). */
