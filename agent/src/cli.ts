@@ -189,10 +189,12 @@ function graceSeconds(text: string): number {
 }
 
 async function cmdKeysRotate(v: Record<string, string | boolean | undefined>): Promise<void> {
-  const cfg = await config(v as { config?: string });
+  if (typeof v.config !== 'string') throw new UsageError('--config agent.yaml is required');
+  // The hub URL comes from the enrollment (identity.json): only the data directory is read here.
+  const { dataDir } = await loadAgentLocation(v.config);
   const grace = typeof v.grace === 'string' ? graceSeconds(v.grace) : undefined;
   const { rotateAgentKey } = await import('./identity/identity.ts');
-  const r = (await rotateAgentKey({ dataDir: cfg.agent.dataDir, ...(grace === undefined ? {} : { graceSeconds: grace }) }))!;
+  const r = (await rotateAgentKey({ dataDir, ...(grace === undefined ? {} : { graceSeconds: grace }) }))!;
   process.stdout.write(`agent ${r.agentId} key rotated: ${r.oldKeyId} -> ${r.newKeyId}${r.resumed ? ' (finished an interrupted rotation)' : ''}; the hub accepts the old key until ${r.retiresAt}\n`);
 }
 

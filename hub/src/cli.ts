@@ -425,7 +425,13 @@ export async function main(argv: string[], env: Record<string, string | undefine
   const { command, flags } = parseArgs(argv);
   const group = command === 'main' || GROUPS.includes(command);
   if (flags.help || group) {
-    out(HELP[group ? 'main' : command] ?? HELP.main!);
+    if (group && command !== 'main') {
+      // `dovetail-hub agents --help`: the group's subcommands, each with its usage line.
+      const lines = HELP.main!.split('\n').filter((l) => l.trimStart().startsWith(`${command} `));
+      out(`Commands of "dovetail-hub ${command}":\n\n${lines.join('\n')}\n\nRun "dovetail-hub ${command} <command> --help" for the options of one.`);
+    } else {
+      out(HELP[group ? 'main' : command] ?? HELP.main!);
+    }
     return group ? (flags.help ? 0 : 2) : 0;
   }
   switch (command) {
