@@ -34,6 +34,32 @@ export function hubStoreContract(name: string, makeBackend: () => Promise<HubSto
     assert.equal(await s.log.getBatch('agt_a', 1), undefined);
   });
 
+  withStore('appendMany stores a run of batches in one write; a run with a gap stores none of it', async (s) => {
+    const a = new BatchChain('agt_m', seedKey(5));
+    const b1 = a.next([event('m1'), event('m2')]);
+    const b2 = a.next([]);
+    const b3 = a.next([event('m3')]);
+    const r = await s.log.appendMany('agt_m', [
+      { batch: b1, events: [event('m1'), event('m2')] }, { batch: b2, events: [] }, { batch: b3, events: [event('m3')] },
+    ], NOW.toISOString());
+    assert.deepEqual(r, [{ firstOffset: 1, lastOffset: 2 }, { firstOffset: 3, lastOffset: 2 }, { firstOffset: 3, lastOffset: 3 }]);
+    assert.deepEqual((await s.log.read(1, 10)).map((e) => [e.offset, e.seq, e.event.id]), [[1, 1, 'm1'], [2, 1, 'm2'], [3, 3, 'm3']]);
+    const c = await s.log.agentCursor('agt_m');
+    assert.equal(c.lastSeq, 3);
+    assert.equal(c.events, 3);
+    assert.ok(bytesEqual(c.lastHash, b3.hash));
+
+    const b4 = a.next([event('m4')]);
+    a.next([]); // seq 5 is never sent
+    const b6 = a.next([event('m6')]);
+    await assert.rejects(
+      s.log.appendMany('agt_m', [{ batch: b4, events: [event('m4')] }, { batch: b6, events: [event('m6')] }], NOW.toISOString()),
+      (err: { code?: string }) => err.code === 'PROTO_SEQ_GAP',
+    );
+    assert.equal((await s.log.agentCursor('agt_m')).lastSeq, 3, 'nothing of the failed run is stored');
+    assert.equal(await s.log.lastOffset(), 3);
+  });
+
   withStore('append stores exact bytes, gapless offsets across agents, and the cursor', async (s) => {
     const a = new BatchChain('agt_a', seedKey(1));
     const b = new BatchChain('agt_b', seedKey(2));

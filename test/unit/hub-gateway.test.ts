@@ -263,3 +263,29 @@ test('handshakes beyond the limit are closed with CLOSE.BUSY', async () => {
   ok.ws.close();
   await ok.closed;
 });
+
+test('batches sent back to back are stored as a run and each acked; a bad one in the run stops it there', async () => {
+  const key = seedKey(90);
+  await register('agt_run', key);
+  const a = await connected('agt_run', key);
+  const chain = new BatchChain('agt_run', key);
+  // Forty batches in one go: the hub takes them as runs (group commit), but every seq is acked, in order.
+  for (let i = 1; i <= 40; i++) a.send(chain.next([event(`run-${i}`)]));
+  assert.equal((await a.frame('ack', 40)).seq, 40);
+  assert.deepEqual(a.frames.filter((f) => f.t === 'ack').map((f) => (f as { seq: number }).seq), Array.from({ length: 40 }, (_, i) => i + 1));
+  assert.equal((await store.log.agentCursor('agt_run')).lastSeq, 40);
+
+  // 41 and 42 good, 43 with a broken signature, 44 good: 41-42 stored and acked, then the connection fails on 43.
+  a.send(chain.next([event('run-41')]));
+  a.send(chain.next([event('run-42')]));
+  const broken = chain.next([event('run-43')]);
+  broken.sig[0]! ^= 1;
+  a.send(broken);
+  a.send(chain.next([event('run-44')]));
+  const closed = await a.closed;
+  assert.equal(closed.code, CLOSE.PROTOCOL_ERROR);
+  const acks = a.frames.filter((f) => f.t === 'ack').map((f) => (f as { seq: number }).seq);
+  assert.deepEqual(acks.slice(40), [41, 42]);
+  assert.equal((a.frames.find((f) => f.t === 'nack') as { seq: number; code: string }).code, 'PROTO_BAD_SIGNATURE');
+  assert.equal((await store.log.agentCursor('agt_run')).lastSeq, 42, 'nothing after the bad batch is stored');
+});

@@ -87,6 +87,8 @@ interface Conn {
   agent: AgentRecord | null;
   publicKey: Uint8Array | null;
   queued: number;
+  /** Batch frames received and prepared, waiting for the next drain (group commit). */
+  batches: { f: BatchFrame; pre: PreparedBatch }[];
   closed: boolean;
   handshaking: boolean;
   timer: NodeJS.Timeout | null;
@@ -219,7 +221,7 @@ export class AgentGateway {
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Conn = { ws, remote: req.socket.remoteAddress ?? null, nonce: this.random(NONCE_BYTES), hubKeyId: this.hubKeyId, agent: null, publicKey: null, queued: 0, closed: false, handshaking: true, timer: null };
+    const conn: Conn = { ws, remote: req.socket.remoteAddress ?? null, nonce: this.random(NONCE_BYTES), hubKeyId: this.hubKeyId, agent: null, publicKey: null, queued: 0, batches: [], closed: false, handshaking: true, timer: null };
     this.conns.add(conn);
     ws.on('error', (err) => this.log.debug({ err, remote: req.socket.remoteAddress }, 'agent socket error'));
     ws.on('close', () => this.onClose(conn));
@@ -310,8 +312,11 @@ export class AgentGateway {
       const f = frame;
       // Stateless work (copy, decode, hash) runs now, while the previous batch's durable
       // write is in flight; the checks that need the agent's state run in order below.
-      const pre = prepareBatch(f);
-      this.enqueue(conn, () => this.handleBatch(conn, f, pre));
+      conn.batches.push({ f, pre: prepareBatch(f) });
+      // Bounded: past the limit the socket stops reading until a drain takes some.
+      if (conn.batches.length >= this.maxQueuedFrames) conn.ws.pause();
+      // One drain per run of queued batches: they are checked in order and stored with one durable write.
+      if (conn.batches.length === 1) this.enqueue(conn, () => this.drainBatches(conn));
       return;
     }
     if (frame.t === 'config-result') {
@@ -413,23 +418,70 @@ export class AgentGateway {
     this.opts.onConfigResult?.(agent, rec);
   }
 
-  private async handleBatch(conn: Conn, f: BatchFrame, pre: PreparedBatch): Promise<void> {
-    const agent = conn.agent!;
-    const fail = (code: 'PROTO_BAD_SIGNATURE' | 'PROTO_BODY_MISMATCH' | 'PROTO_SEQ_GAP' | 'PROTO_CHAIN_MISMATCH' | 'PROTO_SEQ_CONFLICT' | 'PROTO_MALFORMED', msg: string) =>
-      this.fail(conn, new DovetailError(code, msg, { agentId: agent.id, seq: f.seq }), f.seq);
+  /** Most batches stored by one write; bounds the work (and memory) held before an ack. */
+  private static readonly MAX_GROUP = 64;
 
+  /**
+   * Group commit: every batch queued for this connection is verified in order against a
+   * running cursor, the valid run is stored in ONE durable write, then each is acked. The
+   * first bad batch stops the run: the ones before it are stored and acked, then that
+   * connection is failed with the bad batch's code.
+   */
+  private async drainBatches(conn: Conn): Promise<void> {
+    const items = conn.batches.splice(0, AgentGateway.MAX_GROUP);
+    if (conn.ws.isPaused && conn.batches.length < this.maxQueuedFrames) conn.ws.resume();
+    // More arrived than one group takes: the rest get a drain of their own, after this one.
+    if (conn.batches.length > 0) this.enqueue(conn, () => this.drainBatches(conn));
+    if (items.length === 0 || conn.closed) return;
+    const agent = conn.agent!;
     // Revocation takes effect on the next frame.
     const current = await this.opts.store.registry.getAgent(agent.id);
     if (!current || current.status !== 'active') {
       return this.reject(conn, CLOSE.REVOKED, 'HUB_AGENT_DISABLED', `agent ${agent.id} is ${current?.status ?? 'unregistered'}`);
     }
+    const durable = await this.opts.store.log.agentCursor(agent.id);
+    let cur = { lastSeq: durable.lastSeq, lastHash: durable.lastHash };
+    const run: { f: BatchFrame; pre: PreparedBatch; events: CanonicalEvent[] }[] = [];
+    let failure: { err: unknown; seq: number } | undefined;
+    for (const { f, pre } of items) {
+      const verdict = await this.checkBatch(conn, current, f, pre, cur, durable.lastSeq);
+      if (verdict.t === 'fail') {
+        failure = { err: verdict.err, seq: f.seq };
+        break;
+      }
+      if (verdict.t === 'duplicate') {
+        // Already durable (an earlier connection stored it): re-ack, no second copy.
+        if (run.length === 0) this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
+        continue;
+      }
+      run.push({ f, pre, events: verdict.events });
+      cur = { lastSeq: f.seq, lastHash: pre.hash };
+    }
+    if (run.length > 0) {
+      await this.opts.store.log.appendMany(
+        agent.id,
+        run.map((r) => ({ batch: { seq: r.f.seq, body: r.pre.bytes, sig: r.pre.sig, hash: r.pre.hash }, events: r.events })),
+        this.now().toISOString(),
+      );
+      for (const r of run) this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: r.f.seq });
+    }
+    if (failure) this.fail(conn, failure.err, failure.seq);
+  }
+
+  /** The checks of one batch against the agent's record and the cursor the run so far leads to. */
+  private async checkBatch(
+    conn: Conn, current: AgentRecord, f: BatchFrame, pre: PreparedBatch, cur: { lastSeq: number; lastHash: Uint8Array }, durableSeq: number,
+  ): Promise<{ t: 'fail'; err: unknown } | { t: 'duplicate' } | { t: 'append'; events: CanonicalEvent[] }> {
+    const agent = conn.agent!;
+    const fail = (code: 'PROTO_BAD_SIGNATURE' | 'PROTO_BODY_MISMATCH' | 'PROTO_SEQ_GAP' | 'PROTO_CHAIN_MISMATCH' | 'PROTO_SEQ_CONFLICT' | 'PROTO_MALFORMED' | 'PROTO_KEY_RETIRED' | 'HUB_TENANT_MISMATCH', msg: string) =>
+      ({ t: 'fail' as const, err: new DovetailError(code, msg, { agentId: agent.id, seq: f.seq }) });
     // The active key, or an older one within its rotation grace (batches signed and buffered before the rotation).
     const signer = agentKeys(current, this.now()).find((k) => verifyBatchSignature(f.body, f.sig, k.publicKey));
     if (!signer) return fail('PROTO_BAD_SIGNATURE', `batch seq ${f.seq} signature does not verify with agent ${agent.id}'s key`);
     if (signer.retired) {
-      return this.fail(conn, new DovetailError('PROTO_KEY_RETIRED', `batch seq ${f.seq} is signed by agent ${agent.id}'s key ${signer.keyId}, retired at ${signer.retiresAt} (its rotation grace ended)`, { agentId: agent.id, seq: f.seq }), f.seq);
+      return fail('PROTO_KEY_RETIRED', `batch seq ${f.seq} is signed by agent ${agent.id}'s key ${signer.keyId}, retired at ${signer.retiresAt} (its rotation grace ended)`);
     }
-    if (!pre.body) return this.fail(conn, pre.error, f.seq);
+    if (!pre.body) return { t: 'fail', err: pre.error };
     const body = pre.body;
     if (body.agent !== agent.id || body.seq !== f.seq) {
       return fail('PROTO_BODY_MISMATCH', `batch body names agent ${body.agent} seq ${body.seq}, frame is agent ${agent.id} seq ${f.seq}`);
@@ -438,23 +490,16 @@ export class AgentGateway {
     if (bad >= 0) return fail('PROTO_MALFORMED', `batch seq ${f.seq} event #${bad} lacks id/entity/key`);
     const claimed = await this.claimedOtherAgent(agent, body.events);
     if (claimed) {
-      return this.fail(conn, new DovetailError('HUB_TENANT_MISMATCH', `batch seq ${f.seq} from agent ${agent.id} (tenant ${current.tenant}) has events claiming agent ${claimed.id} (tenant ${claimed.tenant}) as their source; an agent writes only its own stream`, { agentId: agent.id, seq: f.seq }), f.seq);
+      return fail('HUB_TENANT_MISMATCH', `batch seq ${f.seq} from agent ${agent.id} (tenant ${current.tenant}) has events claiming agent ${claimed.id} (tenant ${claimed.tenant}) as their source; an agent writes only its own stream`);
     }
-
-    const cur = await this.opts.store.log.agentCursor(agent.id);
     if (f.seq <= cur.lastSeq) {
-      const stored = await this.opts.store.log.getBatch(agent.id, f.seq);
-      if (stored && bytesEqual(stored.body, f.body)) {
-        this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
-        return;
-      }
+      const stored = f.seq <= durableSeq ? await this.opts.store.log.getBatch(agent.id, f.seq) : undefined;
+      if (stored && bytesEqual(stored.body, pre.bytes)) return { t: 'duplicate' };
       return fail('PROTO_SEQ_CONFLICT', `seq ${f.seq} is already stored for agent ${agent.id} with different bytes`);
     }
     if (f.seq > cur.lastSeq + 1) return fail('PROTO_SEQ_GAP', `batch seq ${f.seq} from agent ${agent.id}, expected ${cur.lastSeq + 1}`);
     if (!bytesEqual(body.prev, cur.lastHash)) return fail('PROTO_CHAIN_MISMATCH', `batch seq ${f.seq} prev hash does not match the hash of seq ${cur.lastSeq}`);
-
-    await this.opts.store.log.append(agent.id, { seq: f.seq, body: pre.bytes, sig: pre.sig, hash: pre.hash }, body.events, this.now().toISOString());
-    this.send(conn, { t: 'ack', v: PROTOCOL_VERSION, seq: f.seq });
+    return { t: 'append', events: body.events };
   }
 
   /**

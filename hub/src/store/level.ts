@@ -69,20 +69,33 @@ class LevelEventLog implements EventLog {
     return events;
   }
 
-  append(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): Promise<AppendResult> {
+  async append(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): Promise<AppendResult> {
+    return (await this.appendMany(agentId, [{ batch, events }], receivedAt))[0]!;
+  }
+
+  appendMany(agentId: string, items: readonly { batch: BatchToAppend; events: CanonicalEvent[] }[], receivedAt: string): Promise<AppendResult[]> {
     return this.mutex.run(async () => {
-      const cur = await this.agentCursor(agentId);
-      checkNextSeq(agentId, cur, batch.seq);
-      const firstOffset = this.last + 1;
+      let cur = await this.agentCursor(agentId);
+      let last = this.last;
       const ops: Op[] = [];
-      if (events.length > 0) ops.push({ type: 'put', key: `logb!${pad(firstOffset)}`, value: enc({ a: agentId, s: batch.seq, n: events.length }) });
-      const stored: StoredBatch = { seq: batch.seq, body: batch.body, sig: batch.sig, hash: batch.hash, firstOffset, count: events.length, receivedAt };
-      ops.push({ type: 'put', key: `batch!${agentId}!${pad(batch.seq)}`, value: enc(stored) });
-      ops.push({ type: 'put', key: `cursor!${agentId}`, value: enc({ lastSeq: batch.seq, lastHash: batch.hash, events: cur.events + events.length }) });
+      const results: AppendResult[] = [];
+      for (const { batch, events } of items) {
+        checkNextSeq(agentId, cur, batch.seq);
+        const firstOffset = last + 1;
+        if (events.length > 0) ops.push({ type: 'put', key: `logb!${pad(firstOffset)}`, value: enc({ a: agentId, s: batch.seq, n: events.length }) });
+        const stored: StoredBatch = { seq: batch.seq, body: batch.body, sig: batch.sig, hash: batch.hash, firstOffset, count: events.length, receivedAt };
+        ops.push({ type: 'put', key: `batch!${agentId}!${pad(batch.seq)}`, value: enc(stored) });
+        last += events.length;
+        cur = { lastSeq: batch.seq, lastHash: batch.hash, events: cur.events + events.length };
+        results.push({ firstOffset, lastOffset: last });
+      }
+      if (items.length === 0) return results;
+      ops.push({ type: 'put', key: `cursor!${agentId}`, value: enc(cur) });
+      // One durable write for the whole run: an ack for any of them is sent only after it.
       await this.db.batch(ops, SYNC);
-      this.last += events.length;
+      this.last = last;
       for (const l of this.listeners) l();
-      return { firstOffset, lastOffset: this.last };
+      return results;
     });
   }
   async agentCursor(agentId: string): Promise<AgentCursor> {

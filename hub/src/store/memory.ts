@@ -13,23 +13,37 @@ class MemoryEventLog implements EventLog {
   private listeners = new Set<() => void>();
   private mutex = new Mutex();
 
-  append(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): Promise<AppendResult> {
+  async append(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): Promise<AppendResult> {
+    return (await this.appendMany(agentId, [{ batch, events }], receivedAt))[0]!;
+  }
+
+  appendMany(agentId: string, items: readonly { batch: BatchToAppend; events: CanonicalEvent[] }[], receivedAt: string): Promise<AppendResult[]> {
     return this.mutex.run(async () => {
-      const cur = this.cursors.get(agentId) ?? EMPTY_CURSOR;
-      checkNextSeq(agentId, cur, batch.seq);
-      const firstOffset = this.entries.length + 1;
-      // Copies: the caller's buffers may be reused (ws pools them).
-      const stored: StoredBatch = {
-        seq: batch.seq, body: batch.body.slice(), sig: batch.sig.slice(), hash: batch.hash.slice(),
-        firstOffset, count: events.length, receivedAt,
-      };
-      for (const event of events) this.entries.push({ offset: this.entries.length + 1, agentId, seq: batch.seq, event: structuredClone(event) });
-      this.batches.set(`${agentId}\0${batch.seq}`, stored);
-      this.cursors.set(agentId, { lastSeq: batch.seq, lastHash: stored.hash, events: cur.events + events.length });
-      const result = { firstOffset, lastOffset: this.entries.length };
+      // All or nothing: check the whole run before storing any of it.
+      let check = this.cursors.get(agentId) ?? EMPTY_CURSOR;
+      for (const { batch } of items) {
+        checkNextSeq(agentId, check, batch.seq);
+        check = { ...check, lastSeq: batch.seq };
+      }
+      const results: AppendResult[] = [];
+      for (const { batch, events } of items) results.push(this.store(agentId, batch, events, receivedAt));
       for (const l of this.listeners) l();
-      return result;
+      return results;
     });
+  }
+
+  private store(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): AppendResult {
+    const cur = this.cursors.get(agentId) ?? EMPTY_CURSOR;
+    const firstOffset = this.entries.length + 1;
+    // Copies: the caller's buffers may be reused (ws pools them).
+    const stored: StoredBatch = {
+      seq: batch.seq, body: batch.body.slice(), sig: batch.sig.slice(), hash: batch.hash.slice(),
+      firstOffset, count: events.length, receivedAt,
+    };
+    for (const event of events) this.entries.push({ offset: this.entries.length + 1, agentId, seq: batch.seq, event: structuredClone(event) });
+    this.batches.set(`${agentId}\0${batch.seq}`, stored);
+    this.cursors.set(agentId, { lastSeq: batch.seq, lastHash: stored.hash, events: cur.events + events.length });
+    return { firstOffset, lastOffset: this.entries.length };
   }
   async agentCursor(agentId: string): Promise<AgentCursor> {
     return { ...(this.cursors.get(agentId) ?? EMPTY_CURSOR) };

@@ -52,6 +52,11 @@ export interface EventLog {
    * can never store the same seq twice. Resolves only once the write is durable.
    */
   append(agentId: string, batch: BatchToAppend, events: CanonicalEvent[], receivedAt: string): Promise<AppendResult>;
+  /**
+   * Several consecutive batches of one agent in ONE atomic, durable write (group commit:
+   * one fsync for all of them). Same checks as append, in order; all or nothing.
+   */
+  appendMany(agentId: string, items: readonly { batch: BatchToAppend; events: CanonicalEvent[] }[], receivedAt: string): Promise<AppendResult[]>;
   agentCursor(agentId: string): Promise<AgentCursor>;
   getBatch(agentId: string, seq: number): Promise<StoredBatch | undefined>;
   /** Entries with offset >= fromOffset, in offset order, at most `limit`. */
