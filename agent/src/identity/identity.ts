@@ -5,6 +5,7 @@
  * The private key is created locally, written once with mode 0600 and never leaves
  * this module except as bytes handed to the signer; it is never logged.
  */
+import { AGENT_VERSION } from '../version.ts';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { open, readFile, rename, stat, unlink, writeFile, mkdir } from 'node:fs/promises';
@@ -58,16 +59,6 @@ export interface EnrollOptions {
   now?: () => Date;
   /** Abort the HTTP request after this many ms. Default 30 000. */
   timeoutMs?: number;
-}
-
-let cachedVersion: string | undefined;
-/** The agent package version (sent in enroll and auth). */
-export async function agentVersion(): Promise<string> {
-  if (cachedVersion === undefined) {
-    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    cachedVersion = pkg.version ?? '0.0.0';
-  }
-  return cachedVersion;
 }
 
 export const keyPath = (dataDir: string): string => join(dataDir, KEY_FILE);
@@ -252,7 +243,7 @@ export async function enroll(opts: EnrollOptions): Promise<Identity> {
       publicKey: encodeKey(kp.publicKey),
       name: opts.name,
       host: hostname(),
-      version: opts.version ?? await agentVersion(),
+      version: opts.version ?? AGENT_VERSION,
     }, opts.timeoutMs ?? 30_000, (why, cause) => new DovetailError('AGENT_ENROLL_FAILED', `could not reach the hub at ${url}: ${why}`, { url }, { cause }));
     if (reply.status !== 200) {
       const detail = reply.code ? `${reply.code}: ${reply.message ?? '(no message)'}` : (reply.message ?? reply.text.slice(0, 200));
