@@ -14,7 +14,7 @@ import { expectedFromErp, compareStates } from '../../demo/compare.ts';
 import { stateKey } from '../../demo/receiver.ts';
 import { parseAgentConfig } from '../../agent/src/config/index.ts';
 import { createDriver } from '../../agent/src/sources/registry.ts';
-import { createStrategy, loadStrategies } from '../../agent/src/capture/registry.ts';
+import { createStrategy } from '../../agent/src/capture/registry.ts';
 import { compileMapping } from '../../agent/src/mapping/index.ts';
 import { validateEvent } from '@dovetail/shared';
 
@@ -28,7 +28,6 @@ test('demo mapping: a snapshot of the ERP after simulated changes matches the co
   const driver = await createDriver(cfg.source);
   await driver.connect();
   t.after(() => driver.close());
-  await loadStrategies(cfg.tables);
   const received = new Map<string, unknown>();
   let events = 0;
   for (const table of cfg.tables) {

@@ -22,13 +22,3 @@ export function createStrategy(table: TableConfig): CaptureStrategy {
   if (!make) throw new TypeError(`table ${table.name}: unknown strategy ${JSON.stringify(table.strategy)}`);
   return make(table);
 }
-
-/**
- * Kept for callers written against the earlier lazy registry: every strategy is now
- * available synchronously, so this only checks that each table names a known one.
- */
-export async function loadStrategies(tables: readonly TableConfig[]): Promise<void> {
-  for (const t of tables) {
-    if (!FACTORIES[t.strategy]) throw new TypeError(`table ${t.name}: unknown strategy ${JSON.stringify(t.strategy)}`);
-  }
-}

@@ -5,6 +5,7 @@
  * its whole duration), small long-data buffers, a tiny connection pool, and error
  * classification through ../errors.ts.
  */
+import { PG_TYPE_NAMES } from '../pg-type-names.ts';
 import { DovetailError } from '@dovetail/shared';
 import type { SourceConfig } from '../../config/types.ts';
 import type { ColumnInfo, Dialect, Row, SourceDriver, Value } from '../types.ts';
@@ -203,16 +204,6 @@ const SESSION_SQL: Partial<Record<OdbcDialectName, string[]>> = {
   mysql: ["SET SESSION sql_mode = CONCAT(@@sql_mode, ',PAD_CHAR_TO_FULL_LENGTH')"],
 };
 
-const POSTGRES_TYPE_NAMES: Record<string, string> = {
-  'character varying': 'varchar',
-  'timestamp without time zone': 'timestamp',
-  'timestamp with time zone': 'timestamptz',
-  'time without time zone': 'time',
-  'time with time zone': 'timetz',
-  'double precision': 'float8',
-  real: 'float4',
-};
-
 /** A character type that holds any COUNT(*) result, per dialect. */
 const COUNT_CAST: Record<OdbcDialectName, string> = {
   postgres: 'text', mysql: 'CHAR', sqlite: 'TEXT', mssql: 'varchar(20)', generic: 'VARCHAR(20)',
@@ -336,7 +327,7 @@ export class OdbcDriver implements SourceDriver {
           schema === null ? [name] : [schema, name], 'describe', table);
         cols = rows.map((r) => {
           const t = String(r.type).toLowerCase();
-          return { name: String(r.name), type: POSTGRES_TYPE_NAMES[t] ?? t, nullable: r.nullable === 'YES' };
+          return { name: String(r.name), type: PG_TYPE_NAMES[t] ?? t, nullable: r.nullable === 'YES' };
         });
         break;
       }

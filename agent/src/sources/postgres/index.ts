@@ -3,6 +3,7 @@
  * global pg.types) so every value follows the Row conventions in ../types.ts
  * exactly: no floats, no JS Dates, no trimming.
  */
+import { PG_TYPE_NAMES } from '../pg-type-names.ts';
 import pg from 'pg';
 import { DovetailError, normalizeOffsetDateTime } from '@dovetail/shared';
 import type { SourceConfig } from '../../config/types.ts';
@@ -87,17 +88,6 @@ export const postgresDialect: Dialect = {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`limit must be a positive integer, got ${n}`);
     return `${sql} LIMIT ${n}`;
   },
-};
-
-/** information_schema data_type -> the short lower-case names used across drivers. */
-const TYPE_NAMES: Record<string, string> = {
-  'character varying': 'varchar',
-  'timestamp without time zone': 'timestamp',
-  'timestamp with time zone': 'timestamptz',
-  'time without time zone': 'time',
-  'time with time zone': 'timetz',
-  'double precision': 'float8',
-  real: 'float4',
 };
 
 function splitTable(table: string): { schema: string | null; name: string } {
@@ -220,7 +210,7 @@ export class PostgresDriver implements SourceDriver {
     }
     return rows.map((r) => {
       const t = String(r.data_type).toLowerCase();
-      return { name: String(r.column_name), type: TYPE_NAMES[t] ?? t, nullable: r.is_nullable === 'YES' };
+      return { name: String(r.column_name), type: PG_TYPE_NAMES[t] ?? t, nullable: r.is_nullable === 'YES' };
     });
   }
 
